@@ -1,0 +1,35 @@
+"""`sixdpose`: the project's one command line; each subcommand lives in its own module here."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# Each module defines `register(subparsers)` which adds its parser and sets `func(args) -> int`.
+SUBCOMMANDS = (
+    "objects",
+    "eval",
+    "bench",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the `sixdpose` argument parser from every subcommand module."""
+    parser = argparse.ArgumentParser(prog="sixdpose", description="6D object pose estimation for ROS 2.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"{__name__}.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `sixdpose` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
