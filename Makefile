@@ -34,7 +34,7 @@ install/.stamp-msgs: $(VENV)/.stamp-deps $(MSG_FILES) CMakeLists.txt package.xml
 		> log/colcon-build.txt 2>&1 || { cat log/colcon-build.txt; exit 1; }
 	touch $@
 
-assets/models/.stamp: $(VENV)/.stamp-deps ros2_sixdpose/data/objectset.py
+assets/models/.stamp: $(VENV)/.stamp-deps ros2_sixdpose/data/objectset.py ros2_sixdpose/data/ply.py ros2_sixdpose/core/objects.py
 	$(VENV)/bin/sixdpose objects build --out assets/models
 	touch $@
 
