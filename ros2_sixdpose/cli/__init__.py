@@ -9,6 +9,8 @@ import sys
 # Each module defines `register(subparsers)` which adds its parser and sets `func(args) -> int`.
 SUBCOMMANDS = (
     "objects",
+    "synth",
+    "bag",
     "eval",
     "bench",
 )

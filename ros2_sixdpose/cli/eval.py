@@ -1,0 +1,80 @@
+"""`sixdpose eval`: score a BOP results CSV against a BOP split and write OUTDIR/metrics.json."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from ros2_sixdpose.core.objects import load_models
+from ros2_sixdpose.data.bop import BopSplit, read_results_csv
+from ros2_sixdpose.evaluation import METRICS, EvalConfig, EvalReport, Scores, evaluate_split
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `eval` sub-parser."""
+    parser = subparsers.add_parser(
+        "eval",
+        help="score BOP pose results: ADD(-S) recall and BOP 2019+ AR (VSD, MSSD, MSPD)",
+        description="Score a BOP results CSV (scene_id,im_id,obj_id,score,R,t,time; t in mm) against the "
+        "ground truth of a BOP split and write OUTDIR/metrics.json.",
+    )
+    parser.add_argument("--dataset", type=Path, required=True, help="BOP data set folder")
+    parser.add_argument("--split", required=True, help="split folder name, e.g. test")
+    parser.add_argument("--results", type=Path, required=True, help="BOP results CSV")
+    parser.add_argument("--out", type=Path, required=True, help="output folder for metrics.json")
+    parser.add_argument(
+        "--metrics", type=_metric_list, default=METRICS, help=f"comma-separated subset of {','.join(METRICS)}"
+    )
+    parser.add_argument("--models", type=Path, default=None, help="BOP models folder (default DATASET/models)")
+    parser.add_argument(
+        "--min-visib", type=float, default=0.0, help="skip ground-truth instances with visib_fract below this"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate, write metrics.json, print the table; exit code 1 on bad input."""
+    split = BopSplit(args.dataset, args.split)
+    try:
+        config = EvalConfig(metrics=args.metrics, min_visib=args.min_visib)
+        models = load_models(args.models or split.models_dir)
+        results = read_results_csv(args.results)
+        report = evaluate_split(split, results, models, config, progress=True)
+    except (OSError, ValueError) as exc:
+        logger.error("%s", exc)
+        return 1
+    path = args.out / "metrics.json"
+    report.write_json(path)
+    print(format_table(report))
+    print(f"wrote {path}")
+    return 0
+
+
+def format_table(report: EvalReport) -> str:
+    """Plain-text table: one row per object and one for all, recalls in percent, '-' where not computed."""
+    header = f"{'object':<24}{'n':>6}{'ADD(-S)':>9}{'AR_MSSD':>9}{'AR_MSPD':>9}{'AR_VSD':>9}{'AR':>9}"
+    rows = [header, "-" * len(header)]
+    for obj_id, scores in sorted(report.per_object.items()):
+        rows.append(_row(f"{obj_id} {report.object_names[obj_id]}", scores))
+    rows.append("-" * len(header))
+    rows.append(_row("all", report.overall))
+    rows.extend(f"note: {note}" for note in report.notes)
+    return "\n".join(rows)
+
+
+def _row(label: str, scores: Scores) -> str:
+    """One table row."""
+    values = (scores.add_s_recall, scores.ar_mssd, scores.ar_mspd, scores.ar_vsd, scores.ar)
+    cells = "".join(f"{'-':>9}" if v is None else f"{100 * v:>9.1f}" for v in values)
+    return f"{label[:23]:<24}{scores.n_instances:>6}{cells}"
+
+
+def _metric_list(text: str) -> tuple[str, ...]:
+    """Parse `add,mssd,...` into a tuple of known metric names."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = sorted(set(names) - set(METRICS))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown metric(s) {unknown}; choose from {','.join(METRICS)}")
+    return names
