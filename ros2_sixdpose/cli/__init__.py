@@ -13,6 +13,7 @@ SUBCOMMANDS = (
     "bag",
     "eval",
     "bench",
+    "demo",
 )
 
 
