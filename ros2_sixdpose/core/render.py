@@ -282,13 +282,13 @@ class Renderer:
     ) -> RenderResult:
         """Render `objects` [(obj_id, T_cam_obj (4, 4) m)] seen by camera K (3, 3) into a width x height image.
 
-        `outputs` is any subset of ("rgb", "depth", "instance", "nocs"); only those are read back.
+        `outputs` is any subset of ("rgb", "depth", "instance", "nocs") or one name; only those are read back.
         `near` / `far` (m) bound the z that is drawn.
         """
         self._check_open()
         K = _checked_K(K)
         width, height = self._checked_size(width, height)
-        wanted = frozenset(outputs)
+        wanted = frozenset([outputs] if isinstance(outputs, str) else outputs)
         if not wanted <= set(OUTPUTS):
             raise ValueError(f"unknown outputs {sorted(wanted - set(OUTPUTS))}; choose from {OUTPUTS}")
         if not (np.isfinite(near) and np.isfinite(far) and 0 < near < far):
