@@ -9,7 +9,7 @@ export ROS_HOME ?= $(CURDIR)/out/ros_home
 export MESA_SHADER_CACHE_DIR ?= $(CURDIR)/out/mesa_cache
 
 MSG_FILES := $(wildcard msg/*.msg)
-PY_SOURCES := $(shell find ros2_sixdpose -name '*.py' -not -path '*/__pycache__/*')
+TF2_MSGS_FILES := ros/tf2_msgs/package.xml ros/tf2_msgs/CMakeLists.txt $(wildcard ros/tf2_msgs/msg/*.msg)
 
 .PHONY: setup test demo bench clean
 
@@ -25,9 +25,14 @@ $(VENV)/.stamp-deps: requirements.txt requirements-ros.txt constraints.txt setup
 # Messages only, built from a copy staged outside the checkout's root: CMake refuses exported include
 # paths inside the source tree, and the venv (whose NumPy headers the messages use) lives there.
 # The venv imports the Python sources from this checkout (editable install).
-install/.stamp-msgs: $(VENV)/.stamp-deps $(MSG_FILES) CMakeLists.txt package.xml
+# ros/tf2_msgs (TFMessage alone, for /tf) is built too, but only where no tf2_msgs but our own is
+# importable: beside a real ROS install's it would shadow the real one.
+install/.stamp-msgs: $(VENV)/.stamp-deps $(MSG_FILES) CMakeLists.txt package.xml $(TF2_MSGS_FILES)
 	rm -rf build/msg_pkg && mkdir -p build/msg_pkg/ros2_sixdpose log
 	cp -r package.xml CMakeLists.txt msg build/msg_pkg/ros2_sixdpose/
+	if $(VENV)/bin/python -c "import sys, tf2_msgs; sys.exit('$(CURDIR)/install/' in tf2_msgs.__file__)" 2>/dev/null; \
+	then rm -rf install/tf2_msgs; \
+	else mkdir -p build/msg_pkg/tf2_msgs && cp -r ros/tf2_msgs/package.xml ros/tf2_msgs/CMakeLists.txt ros/tf2_msgs/msg build/msg_pkg/tf2_msgs/; fi
 	source $(VENV)/bin/activate && AMENT_PREFIX_PATH=$(CURDIR)/$(VENV) colcon --log-base log build \
 		--base-paths build/msg_pkg --build-base build/colcon --install-base install \
 		--cmake-args -DSIXDPOSE_MESSAGES_ONLY=ON -DPython3_EXECUTABLE=$(CURDIR)/$(VENV)/bin/python \

@@ -11,6 +11,8 @@ setup(
     entry_points={
         "console_scripts": [
             "sixdpose = ros2_sixdpose.cli:main",
+            "detector_node = ros2_sixdpose.nodes.detector_node:main",
+            "pose_estimator_node = ros2_sixdpose.nodes.pose_estimator_node:main",
         ],
     },
 )

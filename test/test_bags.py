@@ -14,6 +14,7 @@ from rosbags.rosbag2 import Reader, Writer
 from ros2_sixdpose.cli import bag as bag_cli
 from ros2_sixdpose.data.bags import (
     OPTICAL_FRAME,
+    STAMP_BASE_NS,
     BagError,
     BagTopics,
     camera_from_msg,
@@ -70,8 +71,8 @@ def test_round_trip_gives_same_pixels_k_depth_and_poses(split, tmp_path, storage
     times = json.loads((split.scene_dir(scene_id) / "scene_times.json").read_text())
     names = json.loads((split.models_dir / "models_names.json").read_text())
     frames = list(read_bag(written.path))
-    assert [f.stamp_ns for f in frames] == [round(times[str(i)] * 1e9) for i in range(N_IMAGES)]
-    np.testing.assert_allclose(np.diff([f.stamp for f in frames]), 1 / 30, atol=1e-9)
+    assert [f.stamp_ns for f in frames] == [STAMP_BASE_NS + round(times[str(i)] * 1e9) for i in range(N_IMAGES)]
+    np.testing.assert_allclose(np.diff([f.stamp_ns for f in frames]) / 1e9, 1 / 30, atol=1e-9)
     for im_id, frame in enumerate(frames):
         camera = annotations.camera[im_id]
         assert frame.frame_id == OPTICAL_FRAME

@@ -11,8 +11,12 @@ SUBCOMMANDS = (
     "objects",
     "synth",
     "bag",
+    "train",
     "eval",
+    "study",
     "bench",
+    "run",
+    "replay",
     "demo",
 )
 

@@ -8,6 +8,10 @@ import importlib
 TARGETS = {
     "render": "ms per 640x480 frame of 5 objects, colour + depth + mask + NOCS",
     "synth": "images/s of sixdpose synth at 640x480 (4 scenes x 10 images) and time per stage",
+    "detector": "ms per 640x480 frame of the configured detector (median, p90) and peak RSS",
+    "estimator": "ms per crop of the NOCS estimator (network + PnP) for Pix2Pix and BBDM",
+    "pipeline": "ms per 640x480 frame of detector + estimator, per stage and end to end, with 1 and 5 objects, "
+                "and peak RSS",
 }
 
 

@@ -1,34 +1,83 @@
-"""`sixdpose demo`: a deterministic run on bundled data that leaves pictures and figures in one folder."""
+"""`sixdpose demo`: synthesise a test sequence, replay it through the ROS 2 nodes, and leave pictures and figures.
+
+Deterministic apart from the timing figures: the sequence comes from a fixed seed that no training run
+uses, its bag is played in lockstep (each image once the previous one was answered, so no frame is
+dropped however slow the machine), and the nodes are the shipped ones (config/nodes.yaml) running in
+their own processes over DDS; `--oracle` gives them the sequence's ground-truth masks instead of the
+learned detector. The output folder holds:
+
+    objects.png          the object set, three views each
+    sequence_bag/        the synthesised sequence as a rosbag2 (camera topics, depth, ground truth)
+    replay/              the replay: output/ (recorded rosbag2), published.json, metrics.json, logs/
+    overlay/             every answered frame as the nodes drew it (/sixdpose/overlay)
+    contact_sheet.png    frames spread over the sequence: the nodes' overlay beside the ground truth
+    video.mp4 (.avi)     the overlay frames as a video
+    metrics.json         the replay's metrics (a copy of replay/metrics.json)
+
+Needs the ROS 2 environment and, here, the private network namespace: `make demo` runs it so.
+"""
 from __future__ import annotations
 
 import argparse
 import logging
+import shutil
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
+import yaml
+from rosbags.rosbag2 import Reader
 
+from ros2_sixdpose.cli.replay import METRICS_FILE, OUTPUT_BAG, NodeExited, replay_and_score, with_parameters
+from ros2_sixdpose.cli.run import DEFAULT_CONFIG
 from ros2_sixdpose.config import load_config
-from ros2_sixdpose.core.geometry import look_at, invert_pose
+from ros2_sixdpose.core.geometry import invert_pose, look_at
 from ros2_sixdpose.core.objects import ObjectModel, load_models
 from ros2_sixdpose.core.render import Lighting, Renderer
 from ros2_sixdpose.data import bop
+from ros2_sixdpose.data.bags import BagError, BagFrame, read_bag, rgb_from_msg, write_bag
+from ros2_sixdpose.data.msg_types import typestore
 from ros2_sixdpose.data.synth import SynthConfig, generate_split
-from ros2_sixdpose.data.synth_preview import write_contact_sheet
+from ros2_sixdpose.evaluation import EvalConfig
+from ros2_sixdpose.nodes import POSES_OVERLAY_TOPIC
+from ros2_sixdpose.nodes.deployment import load_deployment
+from ros2_sixdpose.nodes.instances import InstancePose
+from ros2_sixdpose.nodes.overlay import draw_poses
+from ros2_sixdpose.replay_metrics import format_table
 
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 TILE = 240  # px, one object view on the gallery
 VIEWS = ((35.0, 20.0), (35.0, 140.0), (70.0, 260.0))  # (elevation, azimuth) deg of the gallery's cameras
+DEMO_SEED = 4242  # no training or test set of the project uses it
+SHEET_FRAMES = 8
+SHEET_COLUMNS = 2
+SHEET_SCALE = 0.5  # each image on the sheet at half size
+VIDEO_CODECS = (("mp4v", ".mp4"), ("MJPG", ".avi"))  # tried in order; OpenCV's FFmpeg here writes both
+# A busy table seen whole: four or five objects of the set, the camera 0.5-0.8 m away.
+DEMO_SCENE = {"camera.width": 640, "camera.height": 480, "camera.distance": [0.5, 0.8],
+              "scene.objects_per_scene": [4, 5]}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `demo` parser."""
-    parser = subparsers.add_parser("demo", help="run the demo on bundled data; prints its output folder")
+    parser = subparsers.add_parser(
+        "demo", help="replay a synthesised sequence through the nodes; prints the metrics and the output folder",
+        description="Synthesise a short 640x480 test sequence, write its bag, replay it through the ROS 2 nodes "
+                    "over DDS, and write overlay frames, a contact sheet, a video and the metrics.",
+    )
     parser.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
+                        help="deployment file (default: config/nodes.yaml)")
     parser.add_argument("--models", type=Path, default=ROOT / "assets" / "models", help="BOP models folder")
-    parser.add_argument("--seed", type=int, default=7, help="seed of the synthesised test scenes")
+    parser.add_argument("--seed", type=int, default=DEMO_SEED, help="seed of the synthesised sequence")
+    parser.add_argument("--frames", type=int, default=75, help="frames of the sequence (30 Hz)")
+    parser.add_argument("--video-fps", type=float, default=10.0, help="frame rate of the video")
+    parser.add_argument("--oracle", action="store_true",
+                        help="ground-truth detections (the sequence's masks) instead of the configured detector")
     parser.set_defaults(func=run)
 
 
@@ -54,17 +103,129 @@ def object_gallery(models: dict[int, ObjectModel], renderer: Renderer) -> np.nda
     return np.vstack(rows)
 
 
+def overlay_images(bag: Path) -> Iterator[tuple[int, np.ndarray]]:
+    """(header stamp ns, RGB (H, W, 3) uint8) of each /sixdpose/overlay image of a recorded bag, in receive order."""
+    store = typestore()
+    with Reader(bag) as reader:
+        connections = [c for c in reader.connections if c.topic == POSES_OVERLAY_TOPIC]
+        for connection, _, raw in reader.messages(connections=connections):
+            msg = store.deserialize_cdr(raw, connection.msgtype)
+            yield int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec), rgb_from_msg(msg)
+
+
+def ground_truth_image(frame: BagFrame, models: dict[int, ObjectModel]) -> np.ndarray:
+    """The frame's image with its ground-truth poses drawn as the nodes draw estimates (contours, axes, names)."""
+    poses = [InstancePose(p.obj_id, p.name, p.instance, 1.0, "ground_truth", p.T_cam_obj) for p in frame.gt or ()]
+    return draw_poses(frame.rgb, frame.camera, poses, models)
+
+
+def _caption(image: np.ndarray, text: str) -> np.ndarray:
+    """`image` with `text` in its lower-left corner."""
+    out = image.copy()
+    anchor = (8, out.shape[0] - 10)
+    cv2.putText(out, text, anchor, cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 4, cv2.LINE_AA)
+    cv2.putText(out, text, anchor, cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2, cv2.LINE_AA)
+    return out
+
+
+def contact_sheet(
+    frames: Sequence[BagFrame], overlays: dict[int, np.ndarray], models: dict[int, ObjectModel]
+) -> np.ndarray:
+    """SHEET_FRAMES frames spread over the sequence, each as [nodes' overlay | ground truth], SHEET_COLUMNS per row."""
+    picks = np.unique(np.round(np.linspace(0, len(frames) - 1, min(SHEET_FRAMES, len(frames)))).astype(int))
+    start = frames[0].stamp_ns
+    tiles = []
+    for index in picks:
+        frame = frames[index]
+        when = f"frame {index}  t={(frame.stamp_ns - start) / 1e9:.2f} s"
+        estimate = overlays.get(frame.stamp_ns)
+        if estimate is None:
+            estimate = _caption(frame.rgb // 3, "no answer")
+        truth = _caption(ground_truth_image(frame, models), "ground truth")
+        pair = np.hstack([_caption(estimate, f"nodes: {when}"), truth])
+        tiles.append(cv2.resize(pair, None, fx=SHEET_SCALE, fy=SHEET_SCALE, interpolation=cv2.INTER_AREA))
+    tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % SHEET_COLUMNS)
+    rows = [np.hstack(tiles[i:i + SHEET_COLUMNS]) for i in range(0, len(tiles), SHEET_COLUMNS)]
+    return np.vstack(rows)
+
+
+def write_video(stem: Path, images: Sequence[np.ndarray], fps: float) -> Path:
+    """Write RGB images (H, W, 3) uint8 as a video `stem`.mp4 (MPEG-4 part 2), else .avi (MJPEG); the path written."""
+    height, width = images[0].shape[:2]
+    for fourcc, suffix in VIDEO_CODECS:
+        path = stem.with_suffix(suffix)
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+        if not writer.isOpened():
+            continue
+        try:
+            for image in images:
+                writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        finally:
+            writer.release()
+        return path
+    raise RuntimeError(f"OpenCV cannot write video here with any of {[c for c, _ in VIDEO_CODECS]}")
+
+
+def synthesise_bag(out: Path, models_dir: Path, seed: int, n_frames: int) -> Path:
+    """The demo's 640x480 30 Hz test sequence (one scene) as OUT/data and its bag OUT/sequence_bag."""
+    config = load_config(SynthConfig, ROOT / "config" / "synth.yaml", DEMO_SCENE)
+    generate_split(out / "data", "test", 1, n_frames, seed, config, models_dir, sequence=True, overwrite=True,
+                   progress=False)
+    bag = out / "sequence_bag"
+    shutil.rmtree(bag, ignore_errors=True)
+    write_bag(bop.BopSplit(out / "data", "test"), 0, bag, models_dir=models_dir)
+    return bag
+
+
+def write_overlays(frames: Sequence[BagFrame], overlays: dict[int, np.ndarray], folder: Path) -> list[np.ndarray]:
+    """Write the answered frames' overlays as FOLDER/<frame index>.png (a fresh folder); the images in order."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    images = []
+    for index, frame in enumerate(frames):
+        if frame.stamp_ns in overlays:
+            bop.write_rgb(folder / f"{index:06d}.png", overlays[frame.stamp_ns])
+            images.append(overlays[frame.stamp_ns])
+    return images
+
+
 def run(args: argparse.Namespace) -> int:
-    """Write the object gallery and a synthesised scene sheet into `args.out`; print where they are."""
+    """Build the demo's folder; print the metrics table and where everything is. 1 with the reason on failure."""
+    from ros2_sixdpose.nodes.replay import ReplayError, ReplaySettings  # needs rclpy, which the gallery does not
+
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    models = load_models(args.models)
-    with Renderer(models) as renderer:
-        gallery = out / "objects.png"
-        bop.write_rgb(gallery, object_gallery(models, renderer))
-    config = load_config(SynthConfig, ROOT / "config" / "synth.yaml")
-    generate_split(out / "data", "test", n_scenes=2, images_per_scene=4, seed=args.seed, config=config,
-                   models_dir=args.models, overwrite=True)
-    sheet = write_contact_sheet(out / "scenes.png", bop.BopSplit(out / "data", "test"), models, max_images=8)
-    print(f"object gallery: {gallery}\nsynthesised scenes with ground truth: {sheet}\noutput folder: {out.resolve()}")
+    started = time.perf_counter()
+    try:
+        if args.frames < 2 or not args.video_fps > 0:
+            raise ValueError(f"need --frames >= 2 and --video-fps > 0, got {args.frames} and {args.video_fps}")
+        deployment = load_deployment(args.config)
+        if args.oracle:
+            oracle = {"detector.type": "oracle", "detector.dataset": str((out / "data").resolve()),
+                      "detector.split": "test", "oracle_scene": 0}
+            deployment = with_parameters(deployment, oracle)
+        models = load_models(args.models)
+        out.mkdir(parents=True, exist_ok=True)
+        with Renderer(models) as renderer:
+            bop.write_rgb(out / "objects.png", object_gallery(models, renderer))
+        bag = synthesise_bag(out, args.models, args.seed, args.frames)
+        metrics = replay_and_score(bag, deployment, out / "replay", ReplaySettings(lockstep=True), args.models,
+                                   EvalConfig(), overwrite=True)
+    except (FileNotFoundError, BagError, ValueError, NodeExited, ReplayError, yaml.YAMLError) as exc:
+        logger.error("%s", exc)
+        return 1
+    shutil.copyfile(out / "replay" / METRICS_FILE, out / METRICS_FILE)
+    frames = list(read_bag(bag))
+    overlays = dict(overlay_images(out / "replay" / OUTPUT_BAG))
+    images = write_overlays(frames, overlays, out / "overlay")
+    bop.write_rgb(out / "contact_sheet.png", contact_sheet(frames, overlays, models))
+    video = write_video(out / "video", images, args.video_fps) if images else None
+    if video is None:
+        logger.warning("the nodes published no overlay image: no overlay frames and no video")
+
+    print(format_table(metrics))
+    print(f"\nobject gallery:  {out / 'objects.png'}\ncontact sheet:   {out / 'contact_sheet.png'}\n"
+          f"overlay frames:  {out / 'overlay'} ({len(images)} of {len(frames)})\n"
+          f"video:           {video}\nrecorded topics: {out / 'replay' / OUTPUT_BAG}\n"
+          f"metrics:         {out / METRICS_FILE}\n"
+          f"demo took {time.perf_counter() - started:.0f} s; output folder: {out.resolve()}")
     return 0

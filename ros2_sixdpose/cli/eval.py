@@ -1,4 +1,7 @@
-"""`sixdpose eval`: score a BOP results CSV against a BOP split and write OUTDIR/metrics.json."""
+"""`sixdpose eval`: score a BOP results CSV against a BOP split and write OUTDIR/metrics.json.
+
+`sixdpose eval detector ...` scores the configured detector instead (ros2_sixdpose/detection/evaluate.py).
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +10,7 @@ from pathlib import Path
 
 from ros2_sixdpose.core.objects import load_models
 from ros2_sixdpose.data.bop import BopSplit, read_results_csv
+from ros2_sixdpose.detection.evaluate import register_detector_eval
 from ros2_sixdpose.evaluation import METRICS, EvalConfig, EvalReport, Scores, evaluate_split
 
 logger = logging.getLogger(__name__)
@@ -18,12 +22,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "eval",
         help="score BOP pose results: ADD(-S) recall and BOP 2019+ AR (VSD, MSSD, MSPD)",
         description="Score a BOP results CSV (scene_id,im_id,obj_id,score,R,t,time; t in mm) against the "
-        "ground truth of a BOP split and write OUTDIR/metrics.json.",
+        "ground truth of a BOP split and write OUTDIR/metrics.json. `sixdpose eval detector -h` scores a detector.",
     )
-    parser.add_argument("--dataset", type=Path, required=True, help="BOP data set folder")
-    parser.add_argument("--split", required=True, help="split folder name, e.g. test")
-    parser.add_argument("--results", type=Path, required=True, help="BOP results CSV")
-    parser.add_argument("--out", type=Path, required=True, help="output folder for metrics.json")
+    # Not `required=True`: argparse would then demand them of `sixdpose eval detector ...` too; run() checks.
+    parser.add_argument("--dataset", type=Path, help="BOP data set folder (required)")
+    parser.add_argument("--split", help="split folder name, e.g. test (required)")
+    parser.add_argument("--results", type=Path, help="BOP results CSV (required)")
+    parser.add_argument("--out", type=Path, help="output folder for metrics.json (required)")
     parser.add_argument(
         "--metrics", type=_metric_list, default=METRICS, help=f"comma-separated subset of {','.join(METRICS)}"
     )
@@ -32,10 +37,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--min-visib", type=float, default=0.0, help="skip ground-truth instances with visib_fract below this"
     )
     parser.set_defaults(func=run)
+    register_detector_eval(parser.add_subparsers(dest="what", metavar="{detector}"))
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, write metrics.json, print the table; exit code 1 on bad input."""
+    missing = [f"--{name}" for name in ("dataset", "split", "results", "out") if getattr(args, name) is None]
+    if missing:
+        logger.error("sixdpose eval: the following arguments are required: %s", ", ".join(missing))
+        return 2
     split = BopSplit(args.dataset, args.split)
     try:
         config = EvalConfig(metrics=args.metrics, min_visib=args.min_visib)

@@ -59,6 +59,9 @@ SCENE_TIMES_FILE = "scene_times.json"
 STORAGE_PLUGINS = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
 GROUND_TRUTH_METHOD = "ground_truth"
 NS_PER_S = 1_000_000_000
+# Scene times start at 0 s, but a zero stamp means "the latest transform" to tf2: bags start at a fixed,
+# ordinary epoch time instead (2020-09-13T12:26:40Z), the same for every scene so runs are reproducible.
+STAMP_BASE_NS = 1_600_000_000 * NS_PER_S
 # A frame still missing a message once stamps this far past it have been read is given out as it is.
 MAX_DELAY_NS = NS_PER_S
 
@@ -314,15 +317,15 @@ def read_scene_times(path: str | Path, im_ids: list[int]) -> dict[int, float]:
     return times
 
 
-def _scene_stamps(split: BopSplit, scene_id: int, im_ids: list[int]) -> dict[int, int]:
-    """Header stamps (ns) of a scene's images: scene_times.json, else image id / 30 Hz."""
+def scene_stamps(split: BopSplit, scene_id: int, im_ids: list[int]) -> dict[int, int]:
+    """Header stamps (ns) of a scene's images: STAMP_BASE_NS + scene_times.json, else + image id / 30 Hz."""
     path = split.scene_dir(scene_id) / SCENE_TIMES_FILE
     if path.is_file():
         times = read_scene_times(path, im_ids)
     else:
         logger.info("%s not found: stamping images at %.0f Hz by image id", path, DEFAULT_RATE_HZ)
         times = {im_id: im_id / DEFAULT_RATE_HZ for im_id in im_ids}
-    return {im_id: round(t * NS_PER_S) for im_id, t in times.items()}
+    return {im_id: STAMP_BASE_NS + round(t * NS_PER_S) for im_id, t in times.items()}
 
 
 def _object_names(models_dir: Path) -> dict[int, str]:
@@ -355,7 +358,7 @@ def write_bag(
         raise FileExistsError(f"{out}: already exists; a rosbag2 is written to a new folder")
     annotations = split.read_scene(scene_id)
     im_ids = sorted(annotations.camera)
-    stamps = _scene_stamps(split, scene_id, im_ids)
+    stamps = scene_stamps(split, scene_id, im_ids)
     names = _object_names(Path(models_dir) if models_dir is not None else split.models_dir)
     for im_id, instances in annotations.gt.items():
         unknown = sorted({inst.obj_id for inst in instances} - set(names))

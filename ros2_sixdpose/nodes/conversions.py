@@ -1,0 +1,198 @@
+"""ROS messages <-> the pipeline's values: images, cameras, detections, poses, transforms.
+
+Pure functions on message objects: no node, no graph, so each is tested with hand-built messages.
+Poses are `T_cam_obj` (4, 4) float64 metres inside; quaternions (x, y, z, w) exist only in the messages.
+Images go through cv_bridge where it is installed, else through the converters of
+`ros2_sixdpose.data.bags` (the same ones that read bags); both give RGB (H, W, 3) uint8.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Pose, PoseStamped, TransformStamped
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+
+from ros2_sixdpose.core.camera import PinholeCamera
+from ros2_sixdpose.core.geometry import make_pose, matrix_from_quat_xyzw, quat_xyzw_from_matrix
+from ros2_sixdpose.data.bags import camera_from_msg, rgb_from_msg
+from ros2_sixdpose.detection.base import Detection
+from ros2_sixdpose.msg import Detection as DetectionMsg
+from ros2_sixdpose.msg import DetectionArray, ObjectPose, ObjectPoseArray
+from ros2_sixdpose.nodes.instances import InstancePose
+
+try:
+    from cv_bridge import CvBridge, CvBridgeError
+except ImportError:  # not installable from PyPI; real ROS installs have it
+    CvBridge = None
+
+NS_PER_S = 1_000_000_000
+COLOUR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
+_BRIDGE = CvBridge() if CvBridge is not None else None
+
+
+# ---------------------------------------------------------------- time and headers
+
+
+def stamp_ns(stamp: Time) -> int:
+    """Nanoseconds of a builtin_interfaces/Time."""
+    return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
+
+
+def time_msg(ns: int) -> Time:
+    """builtin_interfaces/Time of a time in nanoseconds."""
+    return Time(sec=ns // NS_PER_S, nanosec=ns % NS_PER_S)
+
+
+# ---------------------------------------------------------------- images and cameras
+
+
+def rgb_from_image(msg: Image) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a sensor_msgs/Image in rgb8, bgr8, rgba8, bgra8 or mono8.
+
+    Raises ValueError naming the encoding or size for any other encoding, an empty image or a data
+    buffer shorter than `step` x `height`.
+    """
+    if msg.encoding not in COLOUR_ENCODINGS:
+        raise ValueError(f"image encoding {msg.encoding!r} is not supported (supported: {', '.join(COLOUR_ENCODINGS)})")
+    if _BRIDGE is None:
+        return rgb_from_msg(msg)
+    if msg.width == 0 or msg.height == 0:
+        raise ValueError(f"empty {msg.encoding} image ({msg.width}x{msg.height})")
+    try:
+        return np.ascontiguousarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
+    except (CvBridgeError, TypeError, ValueError) as exc:
+        raise ValueError(f"cannot read {msg.encoding} image {msg.width}x{msg.height}: {exc}") from exc
+
+
+def image_msg(pixels: np.ndarray, header: Header, encoding: str = "rgb8") -> Image:
+    """sensor_msgs/Image of RGB (H, W, 3) uint8 (`rgb8`) or a mask (H, W) uint8 (`mono8`), tightly packed."""
+    shape = {"rgb8": "H,W,3", "mono8": "H,W"}[encoding]
+    pixels = np.ascontiguousarray(pixels)
+    if pixels.dtype != np.uint8 or pixels.ndim != shape.count(",") + 1 or (pixels.ndim == 3 and pixels.shape[2] != 3):
+        raise ValueError(f"{encoding} needs ({shape}) uint8, got {pixels.shape} {pixels.dtype}")
+    height, width = pixels.shape[:2]
+    channels = pixels.shape[2] if pixels.ndim == 3 else 1
+    return Image(header=header, height=height, width=width, encoding=encoding,
+                 is_bigendian=int(sys.byteorder == "big"), step=width * channels, data=pixels.tobytes())
+
+
+def camera_from_info(msg: CameraInfo) -> PinholeCamera:
+    """The camera of a sensor_msgs/CameraInfo (K, size, plumb_bob / rational_polynomial distortion).
+
+    Raises ValueError for an unusable K (all zeros, NaN, skew), another distortion model, binning or ROI.
+    """
+    return camera_from_msg(msg)
+
+
+def check_image_fits_camera(rgb: np.ndarray, camera: PinholeCamera) -> None:
+    """Raise ValueError when the image's size is not the size its CameraInfo describes."""
+    if rgb.shape[:2] != (camera.height, camera.width):
+        raise ValueError(f"image is {rgb.shape[1]}x{rgb.shape[0]} but its camera_info says "
+                         f"{camera.width}x{camera.height}")
+
+
+# ---------------------------------------------------------------- detections
+
+
+def _mask_window(box: np.ndarray) -> tuple[int, int, int, int]:
+    """Integer window (x0, y0, x1, y1) of a float box rounded outwards: the extent of a Detection.mask."""
+    return math.floor(box[0]), math.floor(box[1]), math.ceil(box[2]), math.ceil(box[3])
+
+
+def detection_array_msg(detections: Sequence[Detection], names: Mapping[int, str], header: Header) -> DetectionArray:
+    """ros2_sixdpose/DetectionArray of `detections`, each mask cut to its box (mono8, 255 = object)."""
+    out = DetectionArray(header=header)
+    for detection in detections:
+        x0, y0, x1, y1 = _mask_window(detection.box)
+        mask = detection.mask[y0:y1, x0:x1].astype(np.uint8) * np.uint8(255)
+        out.detections.append(DetectionMsg(
+            object_id=int(detection.object_id), object_name=names.get(detection.object_id, ""),
+            score=float(detection.score), x_min=float(detection.box[0]), y_min=float(detection.box[1]),
+            x_max=float(detection.box[2]), y_max=float(detection.box[3]),
+            mask=image_msg(mask, header, "mono8") if mask.size else Image(header=header),
+        ))
+    return out
+
+
+def detections_from_msg(msg: DetectionArray, width: int, height: int) -> list[Detection]:
+    """Detections of a DetectionArray for an image of `width` x `height`, masks full-size (H, W) bool.
+
+    A detection sent without a mask gets its box as mask. Raises ValueError for a box outside the image
+    or a mask whose size is not its box's.
+    """
+    detections = []
+    for index, det in enumerate(msg.detections):
+        box = np.array([det.x_min, det.y_min, det.x_max, det.y_max], dtype=np.float64)
+        x0, y0, x1, y1 = _mask_window(box)
+        if not (np.all(np.isfinite(box)) and 0 <= x0 <= x1 <= width and 0 <= y0 <= y1 <= height):
+            raise ValueError(f"detection {index} (object {det.object_id}): box {box.tolist()} is not inside the "
+                             f"{width}x{height} image")
+        mask = np.zeros((height, width), dtype=bool)
+        if det.mask.width == 0 and det.mask.height == 0:
+            mask[y0:y1, x0:x1] = True
+        else:
+            if (det.mask.width, det.mask.height) != (x1 - x0, y1 - y0):
+                raise ValueError(f"detection {index} (object {det.object_id}): mask is {det.mask.width}x"
+                                 f"{det.mask.height}, its box needs {x1 - x0}x{y1 - y0}")
+            mask[y0:y1, x0:x1] = rgb_from_image(det.mask)[..., 0] > 127
+        detections.append(Detection(object_id=int(det.object_id), box=box, mask=mask, score=float(det.score)))
+    return detections
+
+
+# ---------------------------------------------------------------- poses and transforms
+
+
+def pose_msg(T_cam_obj: np.ndarray) -> Pose:
+    """geometry_msgs/Pose of a (4, 4) transform, metres; quaternion in ROS order (x, y, z, w)."""
+    pose = Pose()
+    pose.position.x, pose.position.y, pose.position.z = (float(v) for v in T_cam_obj[:3, 3])
+    q = quat_xyzw_from_matrix(T_cam_obj[:3, :3])
+    pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = (float(v) for v in q)
+    return pose
+
+
+def matrix_from_pose(pose: Pose) -> np.ndarray:
+    """(4, 4) float64 transform of a geometry_msgs/Pose (its quaternion normalised)."""
+    q = pose.orientation
+    return make_pose(matrix_from_quat_xyzw([q.x, q.y, q.z, q.w]), [pose.position.x, pose.position.y, pose.position.z])
+
+
+def matrix_from_transform(msg: TransformStamped) -> np.ndarray:
+    """(4, 4) float64 parent <- child transform of a geometry_msgs/TransformStamped."""
+    t, q = msg.transform.translation, msg.transform.rotation
+    return make_pose(matrix_from_quat_xyzw([q.x, q.y, q.z, q.w]), [t.x, t.y, t.z])
+
+
+def pose_stamped_msg(T_cam_obj: np.ndarray, header: Header) -> PoseStamped:
+    """geometry_msgs/PoseStamped of an object pose in the header's (camera optical) frame."""
+    return PoseStamped(header=header, pose=pose_msg(T_cam_obj))
+
+
+def transform_msg(T_parent_child: np.ndarray, header: Header, child_frame_id: str) -> TransformStamped:
+    """geometry_msgs/TransformStamped from header.frame_id to `child_frame_id`."""
+    pose = pose_msg(T_parent_child)
+    out = TransformStamped(header=header, child_frame_id=child_frame_id)
+    out.transform.translation.x, out.transform.translation.y, out.transform.translation.z = (
+        pose.position.x, pose.position.y, pose.position.z)
+    out.transform.rotation = pose.orientation
+    return out
+
+
+def object_pose_array_msg(poses: Sequence[InstancePose], header: Header) -> ObjectPoseArray:
+    """ros2_sixdpose/ObjectPoseArray of published instances (covariance unknown: zeros)."""
+    return ObjectPoseArray(header=header, poses=[
+        ObjectPose(object_id=int(p.object_id), object_name=p.name, instance=int(p.instance), score=float(p.score),
+                   method=p.method, pose=pose_msg(p.T_cam_obj))
+        for p in poses
+    ])
+
+
+def instance_poses_from_msg(msg: ObjectPoseArray) -> list[InstancePose]:
+    """The instances of an ObjectPoseArray, poses as (4, 4) transforms."""
+    return [InstancePose(int(p.object_id), p.object_name, int(p.instance), float(p.score), p.method,
+                         matrix_from_pose(p.pose)) for p in msg.poses]

@@ -1,0 +1,75 @@
+"""detector_node: camera image + camera_info in, the project's DetectionArray (and a mask overlay image) out.
+
+    ros2 run ros2_sixdpose detector_node --ros-args -r /camera/color/image_raw:=/my/image \
+        -p detector_config:=config/detector.yaml -p detector.score_threshold:=0.6
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sensor_msgs.msg import CameraInfo, Image
+
+from ros2_sixdpose.core.objects import MODELS_INFO_FILE, MODELS_NAMES_FILE, read_model_names, read_models_info
+from ros2_sixdpose.detection.base import DetectorConfig, make_detector
+from ros2_sixdpose.msg import DetectionArray
+from ros2_sixdpose.nodes import DETECTIONS_OVERLAY_TOPIC, DETECTIONS_TOPIC, NODES
+from ros2_sixdpose.nodes.camera_node import RESULT_QOS, CameraNode, CameraNodeSettings, spin
+from ros2_sixdpose.nodes.conversions import detection_array_msg, image_msg
+from ros2_sixdpose.nodes.overlay import draw_detections
+from ros2_sixdpose.nodes.params import declare_config
+from ros2_sixdpose.nodes.stages import OracleKeys, resolve
+
+
+@dataclass
+class DetectorNodeSettings(CameraNodeSettings):
+    """detector_node's own parameters; the stage's are `detector.*` (DetectorConfig), defaults from its YAML."""
+
+    detector_config: str = "config/detector.yaml"  # YAML of the detection stage
+    oracle_scene: int = 0  # oracle detector only: the scene of its split whose bag is being played
+    publish_overlay: bool = True  # mask overlay image, drawn only while someone subscribes
+
+
+class DetectorNode(CameraNode):
+    """Runs the configured detector on every camera frame it can keep up with."""
+
+    settings_class = DetectorNodeSettings
+
+    def __init__(self, node_name: str = NODES["detector_node"].default_name, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        config = declare_config(self, DetectorConfig, resolve(self.root, self.settings.detector_config), "detector.")
+        self.detector = make_detector(config, self.root)
+        self.keys = OracleKeys(config, self.settings.oracle_scene, self.root) if config.type == "oracle" else None
+        models_dir = resolve(self.root, config.models_dir)
+        self.names = read_model_names(models_dir / MODELS_NAMES_FILE, read_models_info(models_dir / MODELS_INFO_FILE))
+        self._detections = self.create_publisher(DetectionArray, DETECTIONS_TOPIC, RESULT_QOS)
+        self._overlay = self.create_publisher(Image, DETECTIONS_OVERLAY_TOPIC, RESULT_QOS)
+        self.subscribe_camera(self.on_camera, self.inference_group)
+        self.get_logger().info(f"ready: {config.type} detector for {len(self.names)} objects of {models_dir}")
+
+    def on_camera(self, image: Image, info: CameraInfo | None) -> None:
+        """Detect the objects of one frame and publish them."""
+        started = time.perf_counter()
+        checked = self.check_frame(image, info)
+        if checked is None:
+            return
+        if not self.find_key(self.keys, checked):
+            return
+        start = time.perf_counter()
+        try:
+            detections = self.detector.detect(checked.frame.rgb, checked.frame.key)
+        except Exception as exc:  # one bad frame must not stop the node; the reason is logged once
+            self.reject("detector", f"{type(exc).__name__}: {exc}")
+            return
+        self.latency.add("detect", time.perf_counter() - start)
+        self._detections.publish(detection_array_msg(detections, self.names, checked.header))
+        if self.settings.publish_overlay and self._overlay.get_subscription_count() > 0:
+            overlay = draw_detections(checked.frame.rgb, detections, self.names)
+            self._overlay.publish(image_msg(overlay, checked.header))
+        self.answered(checked.header, started)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run detector_node alone."""
+    return spin([DetectorNode], args)

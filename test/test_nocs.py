@@ -1,0 +1,308 @@
+"""NOCS networks: U-Net shapes, the Brownian bridge's maths, symmetry-canonical targets, smoke training of both
+models through the shared loop, the weights file, and the estimator end to end on rendered crops."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from scipy.spatial.transform import Rotation
+
+from ros2_sixdpose.core.camera import PinholeCamera
+from ros2_sixdpose.core.geometry import make_pose
+from ros2_sixdpose.core.objects import ContinuousSymmetry, ObjectModel
+from ros2_sixdpose.core.metrics import add, adi
+from ros2_sixdpose.core.objects import load_models
+from ros2_sixdpose.core.render import Lighting, Renderer
+from ros2_sixdpose.data.augment import AugmentConfig
+from ros2_sixdpose.data.bop import BopSplit
+from ros2_sixdpose.data.objectset import build_object_set
+from ros2_sixdpose.data.synth import SynthConfig, generate_split
+from ros2_sixdpose.data.views import CropDataset, ViewConfig
+from ros2_sixdpose.detection.base import Detection, mask_box
+from ros2_sixdpose.detection.oracle import OracleDetector
+from ros2_sixdpose.estimation.bbdm import BBDM, BridgeConfig
+from ros2_sixdpose.estimation.nocs_estimator import NocsEstimator, NocsEstimatorConfig
+from ros2_sixdpose.estimation.nocs_net import CropSpec, ObjectConditioning, load_nocs_net, save_nocs_net
+from ros2_sixdpose.estimation.pix2pix import PatchDiscriminator, PatchDiscriminatorConfig
+from ros2_sixdpose.estimation.symmetry import canonical_nocs, canonical_symmetry, symmetric_nocs_error
+from ros2_sixdpose.estimation.train import BBDMTask, CropCache, NocsTrainConfig, Pix2PixTask
+from ros2_sixdpose.pipeline import split_frames
+from ros2_sixdpose.estimation.unet import UNet, UNetConfig
+from ros2_sixdpose.train.loop import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ("nocs_pix2pix.pt", "nocs_pix2pix_noaug.pt", "nocs_bbdm.pt", "nocs_bbdm_noaug.pt")
+SHIPPED_MIN_RECALL = 0.5  # "most instances"
+S = 32  # crop side of the smoke tests
+TINY = (8, 16)
+K = np.array([[500.0, 0.0, 160.0], [0.0, 500.0, 120.0], [0.0, 0.0, 1.0]])
+
+
+def _block() -> ObjectModel:
+    """An asymmetric 8 x 5 x 3 cm block with a different colour at each corner."""
+    mesh = trimesh.creation.box((0.08, 0.05, 0.03))
+    colors = np.concatenate([(mesh.vertices > 0) * 200 + 40, np.full((8, 1), 255)], axis=1).astype(np.uint8)
+    mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=colors)
+    return ObjectModel.from_trimesh(mesh, 1, "block")
+
+
+@pytest.fixture(scope="module")
+def block() -> ObjectModel:
+    return _block()
+
+
+@pytest.fixture(scope="module")
+def crops(block) -> dict[str, torch.Tensor]:
+    """48 rendered 32x32 crops of the block (RGB, NOCS, mask) at random rotations, and their poses."""
+    rng = np.random.default_rng(0)
+    K_crop = np.array([[260.0, 0.0, 15.5], [0.0, 260.0, 15.5], [0.0, 0.0, 1.0]])
+    out = {"rgb": [], "nocs": [], "mask": [], "T": []}
+    with Renderer({1: block}) as renderer:
+        for _ in range(48):
+            T = make_pose(Rotation.random(random_state=rng).as_matrix(), [0.0, 0.0, 0.6])
+            r = renderer.render(K_crop, S, S, [(1, T)], lighting=Lighting(ambient=0.6, diffuse=0.4))
+            mask = r.instance == 0
+            out["rgb"].append(torch.from_numpy(r.rgb).permute(2, 0, 1))
+            out["nocs"].append(torch.from_numpy(r.nocs * mask[..., None]).permute(2, 0, 1).half())
+            out["mask"].append(torch.from_numpy(mask)[None])
+            out["T"].append(T)
+    return {k: torch.stack(v) if k != "T" else v for k, v in out.items()}
+
+
+def _cache(crops: dict[str, torch.Tensor], rows: slice) -> CropCache:
+    return CropCache({"rgb": crops["rgb"][rows], "nocs": crops["nocs"][rows], "mask": crops["mask"][rows],
+                      "obj_id": torch.ones(len(crops["rgb"][rows]), dtype=torch.int64)})
+
+
+def test_unet_keeps_the_size_and_uses_time():
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(in_channels=7, out_channels=4, widths=(8, 16, 24), time_conditioned=True)).eval()
+    x = torch.randn(2, 7, 32, 32)
+    a = net(x, torch.tensor([0, 0]))
+    b = net(x, torch.tensor([0, 900]))
+    assert a.shape == (2, 4, 32, 32)
+    assert torch.equal(a[0], b[0]) and not torch.allclose(a[1], b[1])
+    with pytest.raises(ValueError, match="multiples of 4"):
+        net(torch.randn(1, 7, 30, 30), torch.tensor([0]))
+    with pytest.raises(ValueError, match="needs t"):
+        net(x)
+
+
+def test_conditioning_planes_name_the_object_and_the_pixel():
+    planes = ObjectConditioning([2, 5, 7])(torch.tensor([7, 2]), 4)
+    assert planes.shape == (2, 5, 4, 4)
+    assert torch.equal(planes[0, :3, 1, 2], torch.tensor([0.0, 0.0, 1.0]))
+    assert torch.equal(planes[1, :3, 3, 0], torch.tensor([1.0, 0.0, 0.0]))
+    # x grows along columns, y along rows, from -1 to 1.
+    torch.testing.assert_close(planes[0, 3, 0], torch.tensor([-1.0, -1 / 3, 1 / 3, 1.0]))
+    torch.testing.assert_close(planes[0, 4, :, 0], torch.tensor([-1.0, -1 / 3, 1 / 3, 1.0]))
+    with pytest.raises(ValueError, match="not trained on"):
+        ObjectConditioning([2, 5, 7])(torch.tensor([3]), 4)
+
+
+def test_patch_discriminator_judges_34px_patches():
+    disc = PatchDiscriminator(PatchDiscriminatorConfig(in_channels=9, width=8, layers=2))
+    logits = disc(torch.rand(1, 5, 64, 64), torch.rand(1, 3, 64, 64), torch.rand(1, 1, 64, 64))
+    # 64 -> 32 -> 16 (stride 2), then two stride-1 4x4 convolutions with padding 1: 15, then 14.
+    assert logits.shape == (1, 1, 14, 14)
+
+
+def _bbdm(timesteps: int = 1000) -> BBDM:
+    return BBDM(TINY, [1], BridgeConfig(timesteps=timesteps))
+
+
+def test_bridge_posterior_step_keeps_the_bridge_marginals():
+    """x_t drawn from q(x_t | x0, y), stepped to s through the posterior with the true x0, is distributed as q(x_s | x0, y)."""
+    model = _bbdm()
+    x0, y = torch.full((200_000,), -0.5), torch.full((200_000,), 0.8)
+    gen = torch.Generator().manual_seed(0)
+    t, s = 700, 350
+    m_t, var_t = model.m[t], model.var[t]
+    x_t = (1 - m_t) * x0 + m_t * y + var_t.sqrt() * torch.randn(x0.shape, generator=gen)
+    x_s = model._posterior_step(x_t, x0, y, t, s, eta=1.0, generator=gen)
+    m_s, var_s = float(model.m[s]), float(model.var[s])
+    assert abs(float(x_s.mean()) - ((1 - m_s) * -0.5 + m_s * 0.8)) < 0.005
+    assert abs(float(x_s.var()) - var_s) < 0.01 * var_s
+    # The schedule itself: m from 0.001 to 0.999, delta_t = 2 (m - m^2) peaking at 0.5.
+    assert abs(float(model.m[0]) - 0.001) < 1e-6 and abs(float(model.var.max()) - 0.5) < 1e-3
+
+
+def test_bridge_sampler_with_an_exact_denoiser_returns_the_target():
+    """If the network predicted the objective exactly, the deterministic sampler would land on x0 in any number of steps."""
+    model = _bbdm(timesteps=100)
+    x0 = torch.rand(2, 4, 8, 8) * 2 - 1
+    rgb = torch.rand(2, 3, 8, 8)
+    y = model.condition(rgb)
+
+    def exact(x_t, condition, t):
+        # x_t = x0 + objective on every bridge path, so the exact objective is x_t - x0.
+        return x_t - x0
+
+    model._denoise = exact
+    for steps in (1, 3, 10):
+        torch.testing.assert_close(model.sample(rgb, torch.tensor([1, 1]), steps=steps), x0.clamp(-1, 1))
+    assert model.timesteps_for(3) == [99, 50, 0]
+    assert torch.equal(y[:, 3], torch.zeros(2, 8, 8))
+
+
+def _torus_like() -> ObjectModel:
+    """A cylinder symmetric about z (continuous) for the canonicalisation tests."""
+    mesh = trimesh.creation.cylinder(radius=0.04, height=0.03, sections=64)
+    sym = ContinuousSymmetry(axis=np.array([0.0, 0.0, 1.0]), offset=np.zeros(3))
+    return ObjectModel.from_trimesh(mesh, 2, "disc", symmetries_continuous=(sym,))
+
+
+def test_symmetric_poses_get_one_canonical_map():
+    """Two poses that differ by a turn about the symmetry axis look the same, so they must get the same map."""
+    model = _torus_like()
+    rng = np.random.default_rng(1)
+    points = rng.uniform(-1, 1, (50, 3)) * [0.03, 0.03, 0.015]
+    T = make_pose(Rotation.random(random_state=rng).as_matrix(), [0.0, 0.0, 0.5])
+    turn = make_pose(Rotation.from_rotvec([0.0, 0.0, 1.1]).as_matrix(), np.zeros(3))
+    # The same camera points seen through the two poses have model coordinates p and turn^-1 p.
+    nocs_a = model.points_to_nocs(points)
+    nocs_b = model.points_to_nocs(points @ Rotation.from_rotvec([0.0, 0.0, -1.1]).as_matrix().T)
+    canon_a, T_a = canonical_nocs(nocs_a, model, T)
+    canon_b, T_b = canonical_nocs(nocs_b, model, T @ turn)
+    np.testing.assert_allclose(canon_a, canon_b, atol=0.02)  # 315 sampled turns: within half a step
+    np.testing.assert_allclose(T_a[:3, :3], T_b[:3, :3], atol=0.02)
+    # The canonical pose is the symmetric pose closest to the camera frame.
+    best = canonical_symmetry(T[:3, :3], model.symmetry_transforms(0.01))
+    assert np.trace(T[:3, :3] @ best[:3, :3]) >= np.trace(T[:3, :3]) - 1e-12
+    # The symmetric NOCS error does not count the turn; the plain one does.
+    assert symmetric_nocs_error(nocs_b, nocs_a, model) < 0.02 < np.abs(nocs_b - nocs_a).mean()
+
+
+@pytest.mark.parametrize("task_class", [Pix2PixTask, BBDMTask])
+def test_smoke_training_learns_and_round_trips(tmp_path, crops, block, task_class):
+    """A tiny network trained for 150 steps on 40 crops halves its validation NOCS error and masks the object;
+    its weights file loads back into the same network, and the estimator runs on it."""
+    config = NocsTrainConfig(widths=TINY, crop_size=S, batch_size=8, augment=AugmentConfig(enabled=False),
+                             bridge=BridgeConfig(timesteps=100, sample_steps=4))
+    val = _cache(crops, slice(40, 48))
+    task = task_class(config, [1], val, seed=0)
+    task.train_mode(False)
+    with torch.no_grad():
+        before = task.validate()
+    loader = torch.utils.data.DataLoader(_cache(crops, slice(0, 40)), batch_size=8, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    loop = TrainConfig(steps=150, lr=3e-3, warmup_steps=10, eval_every=150, checkpoint_every=150)
+    result = train(task, loader, loop, tmp_path / "nocs.pt", run_info={"model": task.net.kind})
+    after = result.final_metrics
+    assert after["nocs_l1"] < 0.5 * before["nocs_l1"], (before, after)
+    assert after["mask_iou"] > 0.7, after
+    assert json.loads((tmp_path / "nocs.pt.json").read_text())["steps"] == 150
+
+    net, spec = load_nocs_net(tmp_path / "nocs.pt")
+    assert spec == CropSpec(size=S, scale=1.2) and net.kind == task.net.kind
+    rgb, obj_id = crops["rgb"][40:42].float() / 255, torch.tensor([1, 1])
+    with torch.no_grad():
+        torch.testing.assert_close(net.predict(rgb, obj_id).nocs, task.net.predict(rgb, obj_id).nocs)
+
+    # The estimator on a full frame: one detection gives one estimate (a pose, or no pose with a reason).
+    camera = PinholeCamera(K, 320, 240)
+    with Renderer({1: block}) as renderer:
+        T = make_pose(Rotation.from_rotvec([0.4, -0.3, 0.2]).as_matrix(), [0.0, 0.0, 0.5])
+        frame = renderer.render(K, 320, 240, [(1, T)])
+    mask = frame.instance == 0
+    estimator = NocsEstimator(net, spec, {1: block}, NocsEstimatorConfig())
+    (estimate,) = estimator.estimate(frame.rgb, camera, [Detection(1, mask_box(mask), mask, 1.0)])
+    assert estimate.object_id == 1 and estimate.method == f"nocs_{net.kind}"
+    assert estimate.found or estimate.reason
+
+
+def test_estimator_reports_unknown_objects_and_bad_images(block):
+    net = Pix2PixTask(NocsTrainConfig(widths=TINY, crop_size=S), [1], _empty_cache(), seed=0).net
+    estimator = NocsEstimator(net, CropSpec(size=S), {1: block}, NocsEstimatorConfig())
+    camera = PinholeCamera(K, 320, 240)
+    mask = np.zeros((240, 320), bool)
+    mask[100:120, 150:170] = True
+    (estimate,) = estimator.estimate(np.zeros((240, 320, 3), np.uint8), camera, [Detection(9, mask_box(mask), mask, 0.9)])
+    assert not estimate.found and estimate.score == 0.0 and "object 9" in estimate.reason
+    with pytest.raises(ValueError, match="camera is 320x240"):
+        estimator.estimate(np.zeros((100, 100, 3), np.uint8), camera, [])
+
+
+def test_corrupt_or_missing_weights_give_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_nocs_net(tmp_path / "absent.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="junk.pt"):
+        load_nocs_net(tmp_path / "junk.pt")
+    torch.save({"format": "something-else"}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a NOCS network file"):
+        load_nocs_net(tmp_path / "other.pt")
+    content = save_nocs_net(_bbdm(), CropSpec(), path=None)
+    content["state_dict"].pop(next(iter(content["state_dict"])))
+    torch.save(content, tmp_path / "truncated.pt")
+    with pytest.raises(ValueError, match="do not match a bbdm network"):
+        load_nocs_net(tmp_path / "truncated.pt")
+
+
+def _empty_cache() -> CropCache:
+    return CropCache({"rgb": torch.zeros(0, 3, S, S, dtype=torch.uint8), "nocs": torch.zeros(0, 3, S, S),
+                      "mask": torch.zeros(0, 1, S, S, dtype=torch.bool), "obj_id": torch.zeros(0, dtype=torch.int64)})
+
+
+@pytest.fixture(scope="module")
+def fresh_split(tmp_path_factory) -> BopSplit:
+    """Two fresh scenes of three 640x480 images (seed 9200, never used in training)."""
+    root = tmp_path_factory.mktemp("nocs_scene")
+    build_object_set(root / "object_set")
+    generate_split(root, "test", 2, 3, seed=9200, config=SynthConfig(), models_dir=root / "object_set", progress=False)
+    return BopSplit(root, "test")
+
+
+def test_crop_cache_holds_the_crops_of_the_views_dataset(fresh_split):
+    """The image-by-image cache equals CropDataset's samples; symmetric maps are redrawn in the canonical pose."""
+    models = load_models(fresh_split.models_dir)
+    view = ViewConfig(size=S)
+    cache = CropCache.build(fresh_split, view, models, epochs=2, seed=5, progress=False)
+    dataset = CropDataset(fresh_split, view, seed=5)
+    assert len(cache) == 2 * len(dataset) > 0
+    for row in (0, len(dataset) - 1, len(dataset), 2 * len(dataset) - 1):
+        dataset.set_epoch(row // len(dataset))
+        sample = dataset[row % len(dataset)]
+        model = models[int(sample["obj_id"])]
+        assert int(cache.obj_id[row]) == model.obj_id
+        torch.testing.assert_close(cache.rgb[row], (sample["rgb"] * 255).round().to(torch.uint8))
+        assert torch.equal(cache.mask[row], sample["mask"] > 0.5)
+        inside = cache.mask[row, 0]
+        expected = sample["nocs"].permute(1, 2, 0)[inside].numpy()
+        if model.is_symmetric:
+            expected = canonical_nocs(expected, model, sample["T_cam_obj"].numpy())[0]
+        np.testing.assert_allclose(cache.nocs[row].permute(1, 2, 0)[inside].float().numpy(), expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("weights", SHIPPED)
+def test_shipped_model_finds_most_poses_in_a_fresh_scene(fresh_split, weights):
+    """Through the real estimator with oracle detections, most instances (visib_fract >= 0.5) of a scene never
+    seen in training are within ADD(-S) < 0.1 x diameter."""
+    net, spec = load_nocs_net(ROOT / "weights" / weights)
+    models = load_models(fresh_split.models_dir)
+    estimator = NocsEstimator(net, spec, models, NocsEstimatorConfig(sample_steps=10))
+    oracle = OracleDetector(fresh_split.root, fresh_split.split)
+    errors = []
+    for frame in split_frames(fresh_split):
+        scene = fresh_split.read_scene(frame.key.scene_id)
+        truth = {(inst.obj_id, info.bbox_visib): (inst, info.visib_fract)
+                 for inst, info in zip(scene.gt[frame.key.im_id], scene.gt_info[frame.key.im_id])}
+        detections = oracle.detect(frame.rgb, frame.key)
+        for detection, estimate in zip(detections, estimator.estimate(frame.rgb, frame.camera, detections)):
+            x0, y0, x1, y1 = detection.box.astype(int)
+            inst, visib = truth[(detection.object_id, (x0, y0, x1 - x0, y1 - y0))]
+            if visib < 0.5:
+                continue
+            model = models[inst.obj_id]
+            if not estimate.found:
+                errors.append(np.inf)
+                continue
+            distance = adi if model.is_symmetric else add
+            T, T_gt = estimate.T_cam_obj, inst.T_cam_obj
+            errors.append(distance(T[:3, :3], T[:3, 3], T_gt[:3, :3], T_gt[:3, 3], model.vertices) / model.diameter)
+    assert len(errors) >= 8
+    assert np.mean(np.asarray(errors) < 0.1) >= SHIPPED_MIN_RECALL, sorted(errors)
