@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import resource
 import tempfile
 import time
@@ -40,7 +41,16 @@ def bench_frames(dataset: Path | None, split: str, models_dir: Path) -> list[np.
         return [read_rgb(bop_split.rgb_path(scene_id, im_id))
                 for scene_id in bop_split.scene_ids() for im_id in bop_split.image_ids(scene_id)]
     with tempfile.TemporaryDirectory(prefix="sixdpose_bench_detector_") as tmp:
-        generate_split(tmp, "bench", 2, 5, BENCH_SEED, SynthConfig(), models_dir, progress=False)
+        # In a child process, so that the renderer and physics engine do not count in this process's peak RSS.
+        child = multiprocessing.get_context("spawn").Process(
+            target=generate_split,
+            args=(tmp, "bench", 2, 5, BENCH_SEED, SynthConfig(), models_dir),
+            kwargs={"progress": False},
+        )
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            raise RuntimeError(f"synthesising the benchmark frames failed (exit code {child.exitcode})")
         return bench_frames(Path(tmp), "bench", models_dir)
 
 

@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=Path, default=Path("assets/models"), help="BOP models folder")
     parser.add_argument("--steps", type=int, nargs="+", default=[MAX_BBDM_STEPS], help="BBDM sampler steps to time")
     parser.add_argument("--crops", type=int, default=30, help="timed crops (after 3 warm-up crops)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--out", type=Path, default=Path("out/bench/estimator.json"), help="JSON file for the figures")
 
 

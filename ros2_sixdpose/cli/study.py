@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     nocs.add_argument("--min-visib", type=float, default=0.5, help="instances less visible than this are not scored")
     nocs.add_argument("--out", type=Path, default=Path("docs/nocs_study.md"),
                       help="Markdown report; the JSON and the PNG figure are written beside it")
-    nocs.add_argument("--threads", type=int, default=2, help="torch threads")
+    nocs.add_argument("--threads", type=int, default=1, help="torch threads")
     nocs.set_defaults(func=run)
 
 

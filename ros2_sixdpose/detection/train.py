@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -353,7 +354,7 @@ def run(args: argparse.Namespace) -> int:
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True, generator=generator)
     task = DetectorTask(object_ids, config, detector_config, val_frames, seed=args.seed)
     run_info = {
-        "command": " ".join(["sixdpose", *sys.argv[1:]]) if sys.argv[0].endswith("sixdpose") else " ".join(sys.argv),
+        "command": shlex.join(["sixdpose", *sys.argv[1:]] if sys.argv[0].endswith("sixdpose") else sys.argv),
         "data": str(args.data),
         "split": args.split,
         "val_split": args.val_split,

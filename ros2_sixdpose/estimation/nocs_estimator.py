@@ -32,11 +32,13 @@ logger = logging.getLogger(__name__)
 class NocsEstimatorConfig:
     """Settings of the NOCS estimator (the `nocs` section of config/estimator*.yaml)."""
 
-    weights: str = "weights/nocs_bbdm.pt"
+    weights: str = "weights/nocs_pix2pix.pt"
     models_dir: str = "assets/models"
     sample_steps: int = 0  # BBDM sampler passes; 0 keeps the weights file's setting
     mask_threshold: float = 0.5  # pixels whose predicted mask probability exceeds this give correspondences
-    threads: int = 2  # torch intra-op threads; 0 keeps torch's default
+    # torch intra-op threads (0 keeps torch's default); with 2 threads on 2 cores shared with other processes,
+    # OpenMP spin-waits stalled a 64x64 forward pass from 8 ms to 1 s (`sixdpose bench estimator`).
+    threads: int = 1
     pnp: PnPConfig = field(default_factory=PnPConfig)
 
     def __post_init__(self) -> None:

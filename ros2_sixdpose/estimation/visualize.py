@@ -36,16 +36,17 @@ def save_examples(
     rows: list[tuple[str, torch.Tensor]] = [("RGB", rgb), ("true NOCS", nocs * mask), ("true mask", mask)]
     for name, prediction in predictions.items():
         predicted = (prediction.mask > 0.5).float()
-        rows += [(f"{name} NOCS", prediction.nocs * predicted), (f"{name} mask", prediction.mask)]
+        label = name.replace(", ", "\n")  # long variant names go on several lines beside the row
+        rows += [(f"{label}\nNOCS", prediction.nocs * predicted), (f"{label}\nmask", prediction.mask)]
     count = rgb.shape[0]
-    fig, axes = plt.subplots(len(rows), count, figsize=(1.3 * count + 1.2, 1.3 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), count, figsize=(1.3 * count + 1.6, 1.3 * len(rows)), squeeze=False)
     for r, (label, images) in enumerate(rows):
         for c in range(count):
             ax = axes[r, c]
             ax.imshow(_image(images[c]), interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
-        axes[r, 0].set_ylabel(label, fontsize=8)
+        axes[r, 0].set_ylabel(label, fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
