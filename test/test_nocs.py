@@ -55,6 +55,15 @@ def _block() -> ObjectModel:
     return ObjectModel.from_trimesh(mesh, 1, "block")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """One torch thread, as the estimator runs: two threads on two shared cores stall in OpenMP spin-waits."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def block() -> ObjectModel:
     return _block()

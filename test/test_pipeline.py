@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from ros2_sixdpose.core.objects import load_models
 from ros2_sixdpose.data.bop import BopSplit, read_results_csv
@@ -20,6 +21,15 @@ from ros2_sixdpose.pipeline import METRICS_FILE, RESULTS_FILE, Pipeline, evaluat
 
 ROOT = Path(__file__).resolve().parents[1]
 PIX2PIX = ROOT / "weights" / "nocs_pix2pix.pt"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """One torch thread, as the estimator runs: two threads on two shared cores stall in OpenMP spin-waits."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import time
 from pathlib import Path
 
@@ -21,8 +20,6 @@ from ros2_sixdpose.core.render import Renderer
 from ros2_sixdpose.detection.base import Detection, mask_box
 from ros2_sixdpose.estimation.nocs_estimator import NocsEstimator, NocsEstimatorConfig
 from ros2_sixdpose.estimation.nocs_net import load_nocs_net
-
-logger = logging.getLogger(__name__)
 
 WIDTH, HEIGHT = 640, 480
 K_BENCH = np.array([[615.0, 0.0, 319.5], [0.0, 615.0, 239.5], [0.0, 0.0, 1.0]])

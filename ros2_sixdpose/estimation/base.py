@@ -1,4 +1,4 @@
-"""The pose-estimation stage: its result type, its interface, and the factory that builds one by name.
+"""The pose-estimation stage: its result type and its interface.
 
 A `PoseEstimator` takes one colour frame, its camera and the detector's detections, and returns one
 `PoseEstimate` per detection, in the same order. A detection that yields no trustworthy pose still gets
@@ -9,7 +9,6 @@ without a wrong pose ever travelling downstream. Implementations are built by na
 from __future__ import annotations
 
 import abc
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,8 +16,6 @@ import numpy as np
 
 from ros2_sixdpose.core.camera import PinholeCamera
 from ros2_sixdpose.detection.base import Detection
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,7 @@ class NocsEstimator(PoseEstimator):
         self.known_objects = sorted(set(self.models) & set(net.object_ids))
         self.last_timing = FrameTiming()
         if config.sample_steps and isinstance(net, BBDM):
+            # The sampler's step count is a run-time choice, not a property of the weights.
             net.bridge = dataclasses.replace(net.bridge, sample_steps=config.sample_steps)
 
     @classmethod

@@ -12,7 +12,6 @@ symmetric objects are therefore only defined up to the symmetry, as ADD-S and MS
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import cv2
@@ -22,9 +21,7 @@ from ros2_sixdpose.core.camera import CropTransform, PinholeCamera
 from ros2_sixdpose.core.geometry import checked_array, make_pose
 from ros2_sixdpose.core.objects import ObjectModel
 
-logger = logging.getLogger(__name__)
-
-# OpenCV's SQPnP needs at least 3 points and EPnP 4 (its RANSAC samples 5); below this nothing is attempted.
+# OpenCV's EPnP needs 4 points and its RANSAC draws samples of 5; fewer correspondences are never attempted.
 MIN_POINTS_ANY_SOLVER = 6
 
 

@@ -14,7 +14,6 @@ The report is a Markdown file, a JSON file and a figure of example crops with tr
 from __future__ import annotations
 
 import json
-import logging
 import platform
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -37,8 +36,6 @@ from ros2_sixdpose.estimation.symmetry import symmetric_nocs_error
 from ros2_sixdpose.estimation.visualize import save_examples
 from ros2_sixdpose.evaluation import EvalConfig, evaluate_split
 from ros2_sixdpose.pipeline import split_frames
-
-logger = logging.getLogger(__name__)
 
 
 # What the report says about the set-up (the numbers come from the run).

@@ -353,7 +353,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling, jitter and augmentation")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (2 on 2 shared cores stalled in spin-waits)")
     parser.add_argument("--data-seeds", default="", help="free text recorded in the JSON, e.g. 'train 600, val 601'")
 
 
