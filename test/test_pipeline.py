@@ -91,3 +91,28 @@ def test_pose_estimate_without_a_pose_needs_a_reason():
         PoseEstimate(3, None, 0.0, "nocs_bbdm")
     with pytest.raises(ValueError, match="score"):
         PoseEstimate(3, np.eye(4), 1.5, "nocs_bbdm")
+
+
+def test_eval_cli_pipeline_mode_scores_what_it_ran(split, tmp_path, capsys):
+    import argparse
+
+    from ros2_sixdpose.cli import eval as eval_cli
+
+    parser = argparse.ArgumentParser(prog="sixdpose")
+    eval_cli.register(parser.add_subparsers(dest="command", required=True))
+    estimator_yaml = tmp_path / "estimator.yaml"
+    estimator_yaml.write_text(f"type: nocs\nnocs:\n  weights: {PIX2PIX}\n  models_dir: {ROOT / 'assets' / 'models'}\n")
+    argv = ["eval", "--dataset", str(split.root), "--split", "test", "--out", str(tmp_path / "eval"),
+            "--metrics", "add,mssd,mspd", "--min-visib", "0.5"]
+    args = parser.parse_args([*argv, "--pipeline", "--oracle", "--estimator-config", str(estimator_yaml)])
+    assert args.func(args) == 0
+    metrics = json.loads((tmp_path / "eval" / METRICS_FILE).read_text())
+    results = read_results_csv(tmp_path / "eval" / RESULTS_FILE)
+    assert len(results) == metrics["n_estimates"] > 0
+    again = evaluate_split(split, results, load_models(split.models_dir), EvalConfig(metrics=("add", "mssd", "mspd"), min_visib=0.5))
+    assert metrics["add_s_recall"] == pytest.approx(again.overall.add_s_recall)
+    assert metrics["n_instances"] == again.overall.n_instances > 0
+    assert "all" in capsys.readouterr().out
+    # --oracle only means something in pipeline mode; without --pipeline the CSV is required.
+    args = parser.parse_args([*argv, "--oracle"])
+    assert args.func(args) == 2

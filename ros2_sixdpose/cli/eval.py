@@ -1,17 +1,25 @@
-"""`sixdpose eval`: score a BOP results CSV against a BOP split and write OUTDIR/metrics.json.
+"""`sixdpose eval`: score BOP pose results against a BOP split and write OUTDIR/metrics.json.
 
-`sixdpose eval detector ...` scores the configured detector instead (ros2_sixdpose/detection/evaluate.py).
+The results come from a BOP results CSV (`--results`) or, in pipeline mode (`--pipeline`), from running the
+configured detector and pose estimator over the split first (`pipeline.evaluate_pipeline`, which also writes
+OUTDIR/results.csv). `sixdpose eval detector ...` scores the configured detector alone
+(ros2_sixdpose/detection/evaluate.py).
 """
 from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
-from ros2_sixdpose.core.objects import load_models
+from ros2_sixdpose.config import load_config
+from ros2_sixdpose.core.objects import ObjectModel, load_models
 from ros2_sixdpose.data.bop import BopSplit, read_results_csv
+from ros2_sixdpose.detection.base import DetectorConfig
 from ros2_sixdpose.detection.evaluate import register_detector_eval
+from ros2_sixdpose.estimation.factory import EstimatorConfig
 from ros2_sixdpose.evaluation import METRICS, EvalConfig, EvalReport, Scores, evaluate_split
+from ros2_sixdpose.pipeline import METRICS_FILE, evaluate_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -21,14 +29,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval",
         help="score BOP pose results: ADD(-S) recall and BOP 2019+ AR (VSD, MSSD, MSPD)",
-        description="Score a BOP results CSV (scene_id,im_id,obj_id,score,R,t,time; t in mm) against the "
-        "ground truth of a BOP split and write OUTDIR/metrics.json. `sixdpose eval detector -h` scores a detector.",
+        description="Score a BOP results CSV (scene_id,im_id,obj_id,score,R,t,time; t in mm), or with --pipeline "
+        "the configured detector + estimator run over the split, against the ground truth of a BOP split and "
+        "write OUTDIR/metrics.json. `sixdpose eval detector -h` scores a detector.",
     )
     # Not `required=True`: argparse would then demand them of `sixdpose eval detector ...` too; run() checks.
     parser.add_argument("--dataset", type=Path, help="BOP data set folder (required)")
     parser.add_argument("--split", help="split folder name, e.g. test (required)")
-    parser.add_argument("--results", type=Path, help="BOP results CSV (required)")
+    parser.add_argument("--results", type=Path, help="BOP results CSV (required without --pipeline)")
     parser.add_argument("--out", type=Path, help="output folder for metrics.json (required)")
+    parser.add_argument("--pipeline", action="store_true",
+                        help="run detector + estimator over the split, write OUTDIR/results.csv, then score it")
+    parser.add_argument("--detector-config", type=Path, default=Path("config/detector.yaml"),
+                        help="pipeline mode: detection stage configuration")
+    parser.add_argument("--estimator-config", type=Path, default=Path("config/estimator.yaml"),
+                        help="pipeline mode: pose-estimation stage configuration")
+    parser.add_argument("--oracle", action="store_true",
+                        help="pipeline mode: the split's ground-truth masks as detections, to score the estimator alone")
     parser.add_argument(
         "--metrics", type=_metric_list, default=METRICS, help=f"comma-separated subset of {','.join(METRICS)}"
     )
@@ -42,24 +59,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, write metrics.json, print the table; exit code 1 on bad input."""
-    missing = [f"--{name}" for name in ("dataset", "split", "results", "out") if getattr(args, name) is None]
+    required = ("dataset", "split", "out") if args.pipeline else ("dataset", "split", "results", "out")
+    missing = [f"--{name}" for name in required if getattr(args, name) is None]
     if missing:
         logger.error("sixdpose eval: the following arguments are required: %s", ", ".join(missing))
+        return 2
+    if args.oracle and not args.pipeline:
+        logger.error("sixdpose eval: --oracle needs --pipeline")
         return 2
     split = BopSplit(args.dataset, args.split)
     try:
         config = EvalConfig(metrics=args.metrics, min_visib=args.min_visib)
         models = load_models(args.models or split.models_dir)
-        results = read_results_csv(args.results)
-        report = evaluate_split(split, results, models, config, progress=True)
+        if args.pipeline:
+            report = _evaluate_pipeline(args, split, models, config)
+        else:
+            report = evaluate_split(split, read_results_csv(args.results), models, config, progress=True)
+            report.write_json(args.out / METRICS_FILE)
     except (OSError, ValueError) as exc:
         logger.error("%s", exc)
         return 1
-    path = args.out / "metrics.json"
-    report.write_json(path)
     print(format_table(report))
-    print(f"wrote {path}")
+    print(f"wrote {args.out / METRICS_FILE}")
     return 0
+
+
+def _evaluate_pipeline(
+    args: argparse.Namespace, split: BopSplit, models: Mapping[int, ObjectModel], config: EvalConfig
+) -> EvalReport:
+    """Pipeline mode: the configured (or oracle) detector and the configured estimator over `split`."""
+    detector = DetectorConfig(type="oracle") if args.oracle else load_config(DetectorConfig, args.detector_config)
+    estimator = load_config(EstimatorConfig, args.estimator_config)
+    return evaluate_pipeline(detector, estimator, split, models, args.out, config)
 
 
 def format_table(report: EvalReport) -> str:
