@@ -1,5 +1,14 @@
-"""Session-wide test environment: ROS logs and Mesa's shader cache go to temporary folders, not the home folder."""
+"""Session-wide test environment (ROS logs and Mesa's shader cache in temporary folders) and shared fixtures."""
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
+import torch
+
+from ros2_sixdpose.data.bop import BopSplit
+from ros2_sixdpose.data.synth import SynthConfig, generate_split
+
+MODELS = Path(__file__).resolve().parents[1] / "assets" / "models"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -9,3 +18,26 @@ def _scratch_home_folders(tmp_path_factory):
         mp.setenv("ROS_HOME", str(tmp_path_factory.mktemp("ros_home")))
         mp.setenv("MESA_SHADER_CACHE_DIR", str(tmp_path_factory.mktemp("mesa_cache")))
         yield
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread, as the estimator runs: two threads on two shared cores stall in OpenMP spin-waits."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def fresh_split(tmp_path_factory) -> Callable[[int], BopSplit]:
+    """`fresh_split(seed)`: a new test split of 2 scenes x 3 640x480 images of the bundled objects.
+
+    Use seeds that no training, validation or test data set was made with, so the shipped weights never saw it.
+    """
+    def make(seed: int) -> BopSplit:
+        root = tmp_path_factory.mktemp(f"fresh_{seed}")
+        generate_split(root, "test", 2, 3, seed=seed, config=SynthConfig(), models_dir=MODELS, progress=False)
+        return BopSplit(root, "test")
+
+    return make

@@ -9,7 +9,6 @@ import torch
 
 from ros2_sixdpose.config import load_config
 from ros2_sixdpose.data.bop import BopSplit, read_mask, read_scene_gt_info
-from ros2_sixdpose.data.synth import SynthConfig, generate_split
 from ros2_sixdpose.data.views import FrameDataset
 from ros2_sixdpose.detection.base import Detection, DetectorConfig, ImageKey, make_detector
 from ros2_sixdpose.detection.evaluate import GtMask, add_arguments, evaluate, iter_frames, match_frame, run
@@ -31,11 +30,9 @@ MIN_PRECISION = 0.85
 
 
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory) -> BopSplit:
+def scene(fresh_split) -> BopSplit:
     """A fresh synthetic split: 2 scenes x 3 images, 640x480."""
-    root = tmp_path_factory.mktemp("detector_data")
-    generate_split(root, "test", 2, 3, FRESH_SEED, SynthConfig(), MODELS, progress=False)
-    return BopSplit(root, "test")
+    return fresh_split(FRESH_SEED)
 
 
 def _config(**overrides) -> DetectorConfig:

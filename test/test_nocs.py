@@ -19,8 +19,6 @@ from ros2_sixdpose.core.objects import load_models
 from ros2_sixdpose.core.render import Lighting, Renderer
 from ros2_sixdpose.data.augment import AugmentConfig
 from ros2_sixdpose.data.bop import BopSplit
-from ros2_sixdpose.data.objectset import build_object_set
-from ros2_sixdpose.data.synth import SynthConfig, generate_split
 from ros2_sixdpose.data.views import CropDataset, ViewConfig
 from ros2_sixdpose.detection.base import Detection, mask_box
 from ros2_sixdpose.detection.oracle import OracleDetector
@@ -46,6 +44,8 @@ S = 32  # crop side of the smoke tests
 TINY = (8, 16)
 K = np.array([[500.0, 0.0, 160.0], [0.0, 500.0, 120.0], [0.0, 0.0, 1.0]])
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def _block() -> ObjectModel:
     """An asymmetric 8 x 5 x 3 cm block with a different colour at each corner."""
@@ -53,15 +53,6 @@ def _block() -> ObjectModel:
     colors = np.concatenate([(mesh.vertices > 0) * 200 + 40, np.full((8, 1), 255)], axis=1).astype(np.uint8)
     mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=colors)
     return ObjectModel.from_trimesh(mesh, 1, "block")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """One torch thread, as the estimator runs: two threads on two shared cores stall in OpenMP spin-waits."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -263,20 +254,17 @@ def _empty_cache() -> CropCache:
 
 
 @pytest.fixture(scope="module")
-def fresh_split(tmp_path_factory) -> BopSplit:
+def nocs_scene(fresh_split) -> BopSplit:
     """Two fresh scenes of three 640x480 images (seed 9200, never used in training)."""
-    root = tmp_path_factory.mktemp("nocs_scene")
-    build_object_set(root / "object_set")
-    generate_split(root, "test", 2, 3, seed=9200, config=SynthConfig(), models_dir=root / "object_set", progress=False)
-    return BopSplit(root, "test")
+    return fresh_split(9200)
 
 
-def test_crop_cache_holds_the_crops_of_the_views_dataset(fresh_split):
+def test_crop_cache_holds_the_crops_of_the_views_dataset(nocs_scene):
     """The image-by-image cache equals CropDataset's samples; symmetric maps are redrawn in the canonical pose."""
-    models = load_models(fresh_split.models_dir)
+    models = load_models(nocs_scene.models_dir)
     view = ViewConfig(size=S)
-    cache = CropCache.build(fresh_split, view, models, epochs=2, seed=5, progress=False)
-    dataset = CropDataset(fresh_split, view, seed=5)
+    cache = CropCache.build(nocs_scene, view, models, epochs=2, seed=5, progress=False)
+    dataset = CropDataset(nocs_scene, view, seed=5)
     assert len(cache) == 2 * len(dataset) > 0
     for row in (0, len(dataset) - 1, len(dataset), 2 * len(dataset) - 1):
         dataset.set_epoch(row // len(dataset))
@@ -293,18 +281,18 @@ def test_crop_cache_holds_the_crops_of_the_views_dataset(fresh_split):
 
 
 @pytest.mark.parametrize("weights", sorted(SHIPPED_BOUNDS))
-def test_shipped_model_in_a_fresh_scene(fresh_split, weights):
+def test_shipped_model_in_a_fresh_scene(nocs_scene, weights):
     """Each shipped network through the real estimator, oracle detections, on scenes never seen in training
     (instances with visib_fract >= 0.5): masks as good as measured in the study, and for Pix2Pix (the default
     estimator) positions as good as measured there. The 1800-step networks do not reach ADD(-S) < 0.1 d on
     most instances (docs/nocs_study.md); these bounds guard what they do reach."""
     net, spec = load_nocs_net(ROOT / "weights" / weights)
-    models = load_models(fresh_split.models_dir)
+    models = load_models(nocs_scene.models_dir)
     estimator = NocsEstimator(net, spec, models, NocsEstimatorConfig(sample_steps=10))
-    oracle = OracleDetector(fresh_split.root, fresh_split.split)
+    oracle = OracleDetector(nocs_scene.root, nocs_scene.split)
     ious, position_errors = [], []
-    for frame in split_frames(fresh_split):
-        scene = fresh_split.read_scene(frame.key.scene_id)
+    for frame in split_frames(nocs_scene):
+        scene = nocs_scene.read_scene(frame.key.scene_id)
         truth = {(inst.obj_id, info.bbox_visib): (inst, info.visib_fract)
                  for inst, info in zip(scene.gt[frame.key.im_id], scene.gt_info[frame.key.im_id])}
         detections = oracle.detect(frame.rgb, frame.key)

@@ -1,17 +1,16 @@
 """The pipeline (detector + estimator, no ROS) and its evaluation mode on a freshly synthesised split."""
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
+from ros2_sixdpose.cli import eval as eval_cli
 from ros2_sixdpose.core.objects import load_models
 from ros2_sixdpose.data.bop import BopSplit, read_results_csv
-from ros2_sixdpose.data.objectset import build_object_set
-from ros2_sixdpose.data.synth import SynthConfig, generate_split
 from ros2_sixdpose.detection.base import DetectorConfig, ImageKey, make_detector
 from ros2_sixdpose.estimation.base import PoseEstimate
 from ros2_sixdpose.estimation.factory import EstimatorConfig, make_estimator
@@ -22,23 +21,13 @@ from ros2_sixdpose.pipeline import METRICS_FILE, RESULTS_FILE, Pipeline, evaluat
 ROOT = Path(__file__).resolve().parents[1]
 PIX2PIX = ROOT / "weights" / "nocs_pix2pix.pt"
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """One torch thread, as the estimator runs: two threads on two shared cores stall in OpenMP spin-waits."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def split(tmp_path_factory) -> BopSplit:
+def split(fresh_split) -> BopSplit:
     """Two fresh scenes of three 640x480 images (seed 9100, never used in training)."""
-    root = tmp_path_factory.mktemp("pipeline")
-    build_object_set(root / "object_set")
-    generate_split(root, "test", 2, 3, seed=9100, config=SynthConfig(), models_dir=root / "object_set", progress=False)
-    return BopSplit(root, "test")
+    return fresh_split(9100)
 
 
 def _estimator_config() -> EstimatorConfig:
@@ -94,10 +83,6 @@ def test_pose_estimate_without_a_pose_needs_a_reason():
 
 
 def test_eval_cli_pipeline_mode_scores_what_it_ran(split, tmp_path, capsys):
-    import argparse
-
-    from ros2_sixdpose.cli import eval as eval_cli
-
     parser = argparse.ArgumentParser(prog="sixdpose")
     eval_cli.register(parser.add_subparsers(dest="command", required=True))
     estimator_yaml = tmp_path / "estimator.yaml"

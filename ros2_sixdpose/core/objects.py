@@ -14,6 +14,8 @@ from scipy.spatial import ConvexHull
 from scipy.spatial.distance import pdist
 from scipy.spatial.transform import Rotation
 
+from ros2_sixdpose.core.checks import number_list
+
 logger = logging.getLogger(__name__)
 
 
@@ -347,19 +349,6 @@ def _object_id(path: Path, key: str) -> int:
     return obj_id
 
 
-def _numbers(path: Path, where: str, field_name: str, value: object, count: int) -> np.ndarray:
-    """`value` checked to be `count` finite numbers, as float64 (count,)."""
-    values = value if isinstance(value, list) else [value]
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        raise ValueError(f"{path}: {where}: '{field_name}' must be {count} number(s), got {value!r}")
-    if len(values) != count:
-        raise ValueError(f"{path}: {where}: '{field_name}' has {len(values)} values, expected {count}")
-    array = np.asarray(values, dtype=np.float64)
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{path}: {where}: '{field_name}' has non-finite values: {value!r}")
-    return array
-
-
 def _parse_model_info(path: Path, key: str, entry: object) -> ModelInfo:
     """One models_info.json entry (millimetres) as a `ModelInfo` in metres, every field checked."""
     where = f"object {key}"
@@ -368,16 +357,16 @@ def _parse_model_info(path: Path, key: str, entry: object) -> ModelInfo:
     for required in ("diameter",) + _BBOX_KEYS:
         if required not in entry:
             raise ValueError(f"{path}: {where}: missing '{required}'")
-    diameter = float(_numbers(path, where, "diameter", entry["diameter"], 1)[0])
+    diameter = float(number_list(path, where, "diameter", entry["diameter"], 1)[0])
     if diameter <= 0:
         raise ValueError(f"{path}: {where}: 'diameter' must be positive, got {diameter}")
-    box = np.array([_numbers(path, where, k, entry[k], 1)[0] for k in _BBOX_KEYS]) / MM_PER_M
+    box = np.array([number_list(path, where, k, entry[k], 1)[0] for k in _BBOX_KEYS]) / MM_PER_M
     if np.any(box[3:] <= 0):
         raise ValueError(f"{path}: {where}: 'size_x/y/z' must be positive, got {(box[3:] * MM_PER_M).tolist()}")
 
     discrete = []
     for index, values in enumerate(_list_field(path, where, entry, "symmetries_discrete")):
-        T = _numbers(path, where, f"symmetries_discrete[{index}]", values, 16).reshape(4, 4)
+        T = number_list(path, where, f"symmetries_discrete[{index}]", values, 16).reshape(4, 4)
         R = T[:3, :3]
         rigid = np.allclose(T[3], [0, 0, 0, 1]) and np.allclose(R @ R.T, np.eye(3), atol=1e-3) and np.linalg.det(R) > 0
         if not rigid:
@@ -389,11 +378,11 @@ def _parse_model_info(path: Path, key: str, entry: object) -> ModelInfo:
         sym_where = f"{where}, symmetries_continuous[{index}]"
         if not isinstance(sym, dict) or "axis" not in sym or "offset" not in sym:
             raise ValueError(f"{path}: {sym_where}: expected an object with 'axis' and 'offset', got {sym!r}")
-        axis = _numbers(path, sym_where, "axis", sym["axis"], 3)
+        axis = number_list(path, sym_where, "axis", sym["axis"], 3)
         norm = np.linalg.norm(axis)
         if norm < 1e-9:
             raise ValueError(f"{path}: {sym_where}: 'axis' must be non-zero")
-        offset = _numbers(path, sym_where, "offset", sym["offset"], 3) / MM_PER_M
+        offset = number_list(path, sym_where, "offset", sym["offset"], 3) / MM_PER_M
         continuous.append(ContinuousSymmetry(axis=axis / norm, offset=offset))
     return ModelInfo(
         diameter=diameter / MM_PER_M,

@@ -17,14 +17,12 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from ros2_sixdpose.core.checks import BopFormatError, number_list
+
 MM_PER_M = 1000.0
 RESULTS_CSV_HEADER = "scene_id,im_id,obj_id,score,R,t,time"
 UINT16_MAX = np.iinfo(np.uint16).max
 RGB_EXTENSIONS = (".png", ".jpg")  # looked up in this order
-
-
-class BopFormatError(ValueError):
-    """A BOP file exists but its content is malformed; the message names the file and the field."""
 
 
 @dataclass(frozen=True)
@@ -499,19 +497,7 @@ def _numbers(path: Path, where: str, entry: Any, key: str, count: int | None) ->
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise BopFormatError(f"{path}: {where}: '{key}' must be a finite number, got {value!r}")
         return np.float64(value)
-    return _number_list(path, where, key, value, count)
-
-
-def _number_list(path: Path, where: str, key: str, value: Any, count: int) -> np.ndarray:
-    """A JSON value checked to be a list of `count` finite numbers, as float64 (count,)."""
-    if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        raise BopFormatError(f"{path}: {where}: '{key}' must be a list of {count} numbers, got {value!r}")
-    if len(value) != count:
-        raise BopFormatError(f"{path}: {where}: '{key}' has {len(value)} values, expected {count}")
-    array = np.asarray(value, dtype=np.float64)
-    if not np.all(np.isfinite(array)):
-        raise BopFormatError(f"{path}: {where}: '{key}' has non-finite values")
-    return array
+    return number_list(path, where, key, value, count)
 
 
 def _integer(path: Path, where: str, entry: Any, key: str) -> int:

@@ -90,8 +90,11 @@ class CameraNode(Node):
         self.counters.rejected += 1
         self.problems.report(kind, message)
 
-    def check_frame(self, image: Image, info: CameraInfo | None) -> CameraFrame | None:
-        """The frame of an image and its camera_info, or None after reporting why it cannot be used."""
+    def check_frame(self, image: Image, info: CameraInfo | None, keys: OracleKeys | None = None) -> CameraFrame | None:
+        """The frame of an image and its camera_info, or None after reporting why it cannot be used.
+
+        With the oracle detector's `keys`, the frame also gets its image key (found from the stamp).
+        """
         self.counters.received += 1
         start = time.perf_counter()
         if info is None:
@@ -111,19 +114,14 @@ class CameraNode(Node):
             return None
         stamp = stamp_ns(image.header.stamp)
         frame = Frame(rgb=rgb, camera=camera, stamp=stamp / 1e9, frame_id=image.header.frame_id)
+        if keys is not None:
+            frame.key = keys.key(stamp)
+            if frame.key is None:
+                self.reject("oracle", f"no image of scene {keys.scene_id} has stamp {stamp} ns "
+                                      "(the oracle needs the bag's original stamps)")
+                return None
         self.latency.add("convert", time.perf_counter() - start)
         return CameraFrame(frame, stamp, image.header)
-
-    def find_key(self, keys: OracleKeys | None, checked: CameraFrame) -> bool:
-        """Give the frame its image key when the oracle detector is used; False after reporting an unknown stamp."""
-        if keys is None:
-            return True
-        checked.frame.key = keys.key(checked.stamp_ns)
-        if checked.frame.key is None:
-            self.reject("oracle", f"no image of scene {keys.scene_id} has stamp {checked.stamp_ns} ns "
-                                  "(the oracle needs the bag's original stamps)")
-            return False
-        return True
 
     def answered(self, header: Header, started: float) -> None:
         """Record a frame as answered: its time in the node, and its age since the image's stamp.

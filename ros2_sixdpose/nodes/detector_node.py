@@ -51,10 +51,8 @@ class DetectorNode(CameraNode):
     def on_camera(self, image: Image, info: CameraInfo | None) -> None:
         """Detect the objects of one frame and publish them."""
         started = time.perf_counter()
-        checked = self.check_frame(image, info)
+        checked = self.check_frame(image, info, self.keys)
         if checked is None:
-            return
-        if not self.find_key(self.keys, checked):
             return
         start = time.perf_counter()
         try:

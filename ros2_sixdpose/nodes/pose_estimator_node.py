@@ -104,10 +104,8 @@ class PoseEstimatorNode(CameraNode):
     def on_camera(self, image: Image, info: CameraInfo | None) -> None:
         """Detect and estimate on one frame, then publish."""
         started = time.perf_counter()
-        checked = self.check_frame(image, info)
+        checked = self.check_frame(image, info, self.keys)
         if checked is None:
-            return
-        if not self.find_key(self.keys, checked):
             return
         try:
             result = self.pipeline.process(checked.frame)
