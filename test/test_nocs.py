@@ -110,7 +110,7 @@ def test_conditioning_planes_name_the_object_and_the_pixel():
 
 
 def test_patch_discriminator_judges_34px_patches():
-    disc = PatchDiscriminator(PatchDiscriminatorConfig(in_channels=9, width=8, layers=2))
+    disc = PatchDiscriminator(PatchDiscriminatorConfig(in_channels=8, width=8, layers=2))
     logits = disc(torch.rand(1, 5, 64, 64), torch.rand(1, 3, 64, 64), torch.rand(1, 1, 64, 64))
     # 64 -> 32 -> 16 (stride 2), then two stride-1 4x4 convolutions with padding 1: 15, then 14.
     assert logits.shape == (1, 1, 14, 14)

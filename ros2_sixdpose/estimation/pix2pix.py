@@ -2,9 +2,12 @@
 
 The generator maps an RGB crop (and the object's conditioning planes, see `nocs_net`) to a NOCS map
 (3 channels, sigmoid) and an object-mask logit (1 channel).
-The discriminator is conditional: it judges (RGB crop, masked NOCS, mask) triples patch by patch, so
-the adversarial loss pushes the map to be locally plausible for the image while the L1 term (weighted
-100 as in the paper) keeps it close to the ground truth. The losses are in `estimation/train.py`.
+The discriminator is conditional: it judges (RGB crop, NOCS inside the true object mask) pairs patch by
+patch, so the adversarial loss pushes the map to be locally plausible for the image while the L1 term
+(weighted 100 as in the paper) keeps it close to the ground truth. The predicted mask is left to its own
+cross-entropy term: a true (binary) mask is told from a predicted (soft) one by its edges alone, and with
+masks in its input the discriminator won outright (loss 1e-3) and its gradient drowned the map's.
+The losses are in `estimation/train.py`.
 """
 from __future__ import annotations
 
@@ -61,7 +64,7 @@ class Pix2PixGenerator(NocsNet):
 class PatchDiscriminatorConfig:
     """PatchGAN shape: `layers` stride-2 stages after the first; 2 stages judge 34x34 patches, 3 stages 70x70."""
 
-    in_channels: int  # the generator's input channels + NOCS (3) + mask (1)
+    in_channels: int  # the generator's input channels + NOCS (3)
     width: int = 32
     layers: int = 2
 
@@ -88,6 +91,6 @@ class PatchDiscriminator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, condition: torch.Tensor, nocs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Patch logits (B, 1, h, w) judging NOCS (B, 3, S, S) and mask (B, 1, S, S) in [0, 1] for the generator's
-        input `condition` (B, C, S, S) (`Pix2PixGenerator.network_input`)."""
-        return self.net(torch.cat([condition, torch.cat([nocs * mask, mask], dim=1) * 2.0 - 1.0], dim=1))
+        """Patch logits (B, 1, h, w) judging NOCS (B, 3, S, S) in [0, 1] inside the true mask (B, 1, S, S) for the
+        generator's input `condition` (B, C, S, S) (`Pix2PixGenerator.network_input`)."""
+        return self.net(torch.cat([condition, nocs * mask * 2.0 - 1.0], dim=1))

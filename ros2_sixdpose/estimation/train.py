@@ -244,7 +244,7 @@ class Pix2PixTask(NocsTask):
         super().__init__(config, object_ids, val, seed)
         torch.manual_seed(seed)
         self.net = Pix2PixGenerator(config.widths, self.object_ids)
-        disc_in = self.net.unet.config.in_channels + 4  # the generator's input, NOCS and mask
+        disc_in = self.net.unet.config.in_channels + 3  # the generator's input and NOCS
         self.disc = PatchDiscriminator(PatchDiscriminatorConfig(disc_in, config.disc_width, config.disc_layers))
         self.opt_g = torch.optim.Adam(self.net.parameters(), betas=(0.5, 0.999))
         self.opt_d = torch.optim.Adam(self.disc.parameters(), betas=(0.5, 0.999))
@@ -262,10 +262,9 @@ class Pix2PixTask(NocsTask):
         rgb, obj_id, nocs, mask = self.inputs(batch)
         condition = self.net.network_input(rgb, obj_id)
         fake_nocs, logits = self.net.generate(condition)
-        fake_mask = torch.sigmoid(logits)
 
         real_logits = self.disc(condition, nocs, mask)
-        fake_logits = self.disc(condition, fake_nocs.detach(), fake_mask.detach())
+        fake_logits = self.disc(condition, fake_nocs.detach(), mask)
         loss_d = 0.5 * (
             F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
             + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
@@ -274,7 +273,7 @@ class Pix2PixTask(NocsTask):
         loss_d.backward()
         self.opt_d.step()
 
-        judged = self.disc(condition, fake_nocs, fake_mask)
+        judged = self.disc(condition, fake_nocs, mask)
         adversarial = F.binary_cross_entropy_with_logits(judged, torch.ones_like(judged))
         l1 = masked_l1(fake_nocs, nocs, mask)
         mask_bce = F.binary_cross_entropy_with_logits(logits, mask)
