@@ -26,10 +26,11 @@ from ros2_sixdpose.estimation.bbdm import BBDM, BridgeConfig
 from ros2_sixdpose.estimation.nocs_estimator import NocsEstimator, NocsEstimatorConfig
 from ros2_sixdpose.estimation.nocs_net import CropSpec, ObjectConditioning, load_nocs_net, save_nocs_net
 from ros2_sixdpose.estimation.pix2pix import PatchDiscriminator, PatchDiscriminatorConfig
+from ros2_sixdpose.estimation.study import VariantScores, findings
 from ros2_sixdpose.estimation.symmetry import canonical_nocs, canonical_symmetry, symmetric_nocs_error
 from ros2_sixdpose.estimation.train import BBDMTask, CropCache, NocsTrainConfig, Pix2PixTask
-from ros2_sixdpose.pipeline import split_frames
 from ros2_sixdpose.estimation.unet import UNet, UNetConfig
+from ros2_sixdpose.pipeline import split_frames
 from ros2_sixdpose.train.loop import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -316,3 +317,21 @@ def test_shipped_model_in_a_fresh_scene(nocs_scene, weights):
     assert np.mean(ious) >= min_iou
     if min_close is not None:
         assert np.mean(np.asarray(position_errors) < 0.5) >= min_close
+
+
+def _scores(name: str, augment: str, steps: int, add: float, nocs_error: float, iou: float) -> VariantScores:
+    return VariantScores(name, f"{name}.pt", "pix2pix", 1000, 10, nocs_error, iou, add, 0.0, 0.0, 1.0, 0,
+                         train_info={"augment": augment, "steps": steps})
+
+
+def test_study_findings_compare_augmentation_only_at_equal_training_steps():
+    on = _scores("on", "on", 1800, 0.30, 0.10, 0.90)
+    off = _scores("off", "off", 1800, 0.25, 0.12, 0.85)
+    lines = findings([off, on])
+    assert "Best ADD(-S) recall: on (30.00 %)." in lines
+    assert "Best NOCS error: on (10.00 % of the box)." in lines
+    assert lines[-1] == ("pix2pix: augmentation changes ADD(-S) recall by +5.0 points, NOCS error by -2.00 % of the "
+                         "box and mask IoU by +0.050.")
+    longer = _scores("on", "on", 11000, 0.30, 0.10, 0.90)
+    assert findings([off, longer])[-1] == ("pix2pix: augmentation not compared, the variants were trained 11000 (on) "
+                                           "and 1800 (off) steps.")

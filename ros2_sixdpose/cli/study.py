@@ -46,12 +46,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def variant_name(weights: Path) -> str:
-    """'BBDM, augmentation on' from the training JSON beside the weights (the file stem when there is none)."""
+    """'BBDM, augmentation on, 16000 steps' from the training JSON beside the weights (the file stem without one)."""
     info_path = weights.with_name(weights.name + ".json")
     if not info_path.is_file():
         return weights.stem
     info = json.loads(info_path.read_text())
-    return f"{MODEL_NAMES.get(info.get('model'), info.get('model'))}, augmentation {info.get('augment', '?')}"
+    model = MODEL_NAMES.get(info.get("model"), info.get("model"))
+    return f"{model}, augmentation {info.get('augment', '?')}, {info.get('steps', '?')} steps"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -41,7 +41,8 @@ from ros2_sixdpose.pipeline import split_frames
 # What the report says about the set-up (the numbers come from the run).
 METHOD_NOTES = (
     "One U-Net shape for both models (estimation/unet.py); Pix2Pix uses it as generator with a PatchGAN "
-    "discriminator on 34x34 patches, BCE GAN loss + 100 x (NOCS L1 inside the mask + mask BCE) (Isola et al. 2017); "
+    "discriminator on 34x34 patches that judges the NOCS map inside the true mask, BCE GAN loss + 100 x (NOCS L1 "
+    "inside the mask + mask BCE) (Isola et al. 2017); "
     "BBDM uses it, time-conditioned, as the Brownian-bridge denoiser between the RGB crop and the NOCS map + mask "
     "in pixel space, L1 objective, deterministic sampler (Li et al. 2023).",
     "Both networks also see which object the detector reports (one-hot planes) and each pixel's crop position "
@@ -286,6 +287,11 @@ def findings(scores: list[VariantScores]) -> list[str]:
     for model, pair in sorted(by_model.items()):
         if len(pair) == 2:
             on, off = pair[True], pair[False]
+            steps_on, steps_off = on.train_info.get("steps"), off.train_info.get("steps")
+            if steps_on != steps_off:
+                out.append(f"{model}: augmentation not compared, the variants were trained {steps_on} (on) and "
+                           f"{steps_off} (off) steps.")
+                continue
             out.append(
                 f"{model}: augmentation changes ADD(-S) recall by {100 * (on.add_s_recall - off.add_s_recall):+.1f} "
                 f"points, NOCS error by {100 * (on.nocs_error - off.nocs_error):+.2f} % of the box and mask IoU by "
