@@ -220,6 +220,14 @@ def test_smoke_training_learns_and_round_trips(tmp_path, crops, block, task_clas
     assert estimate.object_id == 1 and estimate.method == f"nocs_{net.kind}"
     assert estimate.found or estimate.reason
 
+    # Correspondences come only from pixels that the detection's mask holds too.
+    left = mask.copy()
+    left[:, int(mask_box(mask)[[0, 2]].mean()):] = False
+    (full,) = estimator.run(frame.rgb, camera, [Detection(1, mask_box(mask), mask, 1.0)])
+    (half,) = estimator.run(frame.rgb, camera, [Detection(1, mask_box(mask), left, 1.0)])
+    inside = half.crop.warp(left, cv2.INTER_NEAREST)
+    assert 0 < half.pnp.n_correspondences <= inside.sum() < full.pnp.n_correspondences
+
 
 def test_estimator_reports_unknown_objects_and_bad_images(block):
     net = Pix2PixTask(NocsTrainConfig(widths=TINY, crop_size=S), [1], _empty_cache(), seed=0).net

@@ -36,6 +36,9 @@ class NocsEstimatorConfig:
     models_dir: str = "assets/models"
     sample_steps: int = 0  # BBDM sampler passes; 0 keeps the weights file's setting
     mask_threshold: float = 0.5  # pixels whose predicted mask probability exceeds this give correspondences
+    # Keep only correspondences inside the detection's own mask too (where it has one): pixels of a neighbour
+    # or of the background that the network's mask lets through otherwise pull PnP off.
+    use_detection_mask: bool = True
     # torch intra-op threads (0 keeps torch's default); with 2 threads on 2 cores shared with other processes,
     # OpenMP spin-waits stalled a 64x64 forward pass from 8 ms to 1 s (`sixdpose bench estimator`).
     threads: int = 1
@@ -138,8 +141,8 @@ class NocsEstimator(PoseEstimator):
             for row, (index, crop) in enumerate(crops):
                 detection = detections[index]
                 model = self.models[detection.object_id]
-                pnp = pose_from_nocs(nocs[row], masks[row] > self.config.mask_threshold, model, crop, camera,
-                                     self.config.pnp)
+                pnp = pose_from_nocs(nocs[row], self._correspondence_mask(masks[row], detection, crop), model, crop,
+                                     camera, self.config.pnp)
                 if pnp.T_cam_obj is None:
                     estimate = self._none(detection, pnp.reason)
                 else:
@@ -148,6 +151,13 @@ class NocsEstimator(PoseEstimator):
             timing.pnp = time.perf_counter() - start
         self.last_timing = timing
         return results
+
+    def _correspondence_mask(self, predicted: np.ndarray, detection: Detection, crop: CropTransform) -> np.ndarray:
+        """(S, S) bool: the crop pixels that give 2D-3D pairs, from the predicted mask probability (S, S)."""
+        mask = predicted > self.config.mask_threshold
+        if self.config.use_detection_mask and detection.mask.any():
+            mask &= crop.warp(detection.mask, cv2.INTER_NEAREST)
+        return mask
 
     def _none(self, detection: Detection, reason: str) -> PoseEstimate:
         """A no-pose estimate for `detection`, logged at debug level."""
