@@ -121,15 +121,17 @@ def _bbdm(timesteps: int = 1000) -> BBDM:
     return BBDM(TINY, [1], BridgeConfig(timesteps=timesteps))
 
 
-def test_bridge_posterior_step_keeps_the_bridge_marginals():
-    """x_t drawn from q(x_t | x0, y), stepped to s through the posterior with the true x0, is distributed as q(x_s | x0, y)."""
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_bridge_step_keeps_the_bridge_marginals(eta):
+    """x_t drawn from q(x_t | x0, y), stepped to s with the true x0 (deterministically or through the posterior),
+    is distributed as q(x_s | x0, y)."""
     model = _bbdm()
     x0, y = torch.full((200_000,), -0.5), torch.full((200_000,), 0.8)
     gen = torch.Generator().manual_seed(0)
     t, s = 700, 350
     m_t, var_t = model.m[t], model.var[t]
     x_t = (1 - m_t) * x0 + m_t * y + var_t.sqrt() * torch.randn(x0.shape, generator=gen)
-    x_s = model._posterior_step(x_t, x0, y, t, s, eta=1.0, generator=gen)
+    x_s = model._posterior_step(x_t, x0, y, t, s, eta=eta, generator=gen)
     m_s, var_s = float(model.m[s]), float(model.var[s])
     assert abs(float(x_s.mean()) - ((1 - m_s) * -0.5 + m_s * 0.8)) < 0.005
     assert abs(float(x_s.var()) - var_s) < 0.01 * var_s

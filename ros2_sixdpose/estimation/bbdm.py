@@ -9,8 +9,9 @@ crop in [-1, 1] plus a zero channel facing the mask):
 with m_t rising linearly in t from 0.001 to 0.999, so x_T is y up to a 0.1 % blend and the variance
 peaks half-way. The U-Net, conditioned on t, predicts
 m_t (y - x0) + sqrt(delta_t) eps from x_t (L1 loss, as the paper), which gives x0 = x_t - prediction.
-Sampling starts at y and walks down a subsequence of the timesteps (`sample_steps` network passes)
-through the bridge's Gaussian posterior q(x_s | x_t, x0, y); `eta` scales its noise (0: deterministic).
+Sampling starts at y and walks down a subsequence of the timesteps (`sample_steps` network passes),
+each step keeping the bridge's marginals as DDIM does; `eta` scales its fresh noise (1: the Gaussian
+posterior q(x_s | x_t, x0, y) of the paper, 0: deterministic).
 
 One addition to the paper's pixel-space model: the U-Net also sees the clean RGB crop and the object's
 conditioning planes (`nocs_net.ObjectConditioning`) concatenated to x_t, since the noisy x_t alone hides
@@ -146,20 +147,23 @@ class BBDM(NocsNet):
         self, x_t: torch.Tensor, x0: torch.Tensor, y: torch.Tensor, t: int, s: int, eta: float,
         generator: torch.Generator | None,
     ) -> torch.Tensor:
-        """Draw x_s from q(x_s | x_t, x0, y), s < t (Gaussian conditioning of the bridge; paper eq. 13 for s = t - 1).
+        """Step from x_t to x_s, s < t, keeping the bridge marginal x_s ~ N((1 - m_s) x0 + m_s y, delta_s).
 
-        With alpha = (1 - m_t) / (1 - m_s), x_t | x_s ~ N(alpha x_s + (m_t - alpha m_s) y, delta_t - alpha^2 delta_s),
-        and the bridge marginal x_s ~ N((1 - m_s) x0 + m_s y, delta_s) is the prior.
+        As DDIM (Song et al. 2021) for the bridge: the noise implied by x_t, eps = (x_t - (1 - m_t) x0 - m_t y)
+        / sqrt(delta_t), is carried to s with weight sqrt(delta_s - sigma^2), plus fresh noise of std
+        sigma = eta sqrt(delta_s delta_ts / delta_t), delta_ts = delta_t - alpha^2 delta_s, alpha = (1 - m_t) / (1 - m_s).
+        eta = 1 draws from the Gaussian posterior q(x_s | x_t, x0, y) (the paper's eq. 13 for s = t - 1); eta = 0
+        is deterministic. The posterior mean alone as a deterministic step would shrink the noise at every step
+        and hand the network inputs unlike its training ones (measured: NOCS error 0.331 vs 0.309 at 10 steps).
         """
         m_t, m_s, var_t, var_s = self.m[t], self.m[s], self.var[t], self.var[s]
         alpha = (1.0 - m_t) / (1.0 - m_s)
-        var_ts = var_t - alpha**2 * var_s
-        prior_mean = (1.0 - m_s) * x0 + m_s * y
-        mean = (var_ts / var_t) * prior_mean + (alpha * var_s / var_t) * (x_t - (m_t - alpha * m_s) * y)
+        sigma = eta * torch.sqrt(var_s * (var_t - alpha**2 * var_s) / var_t)
+        eps = (x_t - (1.0 - m_t) * x0 - m_t * y) / var_t.sqrt()
+        x_s = (1.0 - m_s) * x0 + m_s * y + torch.sqrt((var_s - sigma**2).clamp_min(0.0)) * eps
         if eta == 0:
-            return mean
-        std = eta * torch.sqrt(var_s * var_ts / var_t)
-        return mean + std * torch.randn(x_t.shape, generator=generator, device=x_t.device)
+            return x_s
+        return x_s + sigma * torch.randn(x_t.shape, generator=generator, device=x_t.device)
 
     def predict(self, rgb: torch.Tensor, obj_id: torch.Tensor) -> NocsPrediction:
         """NOCS and mask probability of crops rgb (B, 3, S, S) in [0, 1] of objects obj_id (B,), with the configured sampler."""
