@@ -14,8 +14,8 @@ from scipy.spatial.transform import Rotation
 
 from ros2_sixdpose.core.camera import PinholeCamera
 from ros2_sixdpose.core.geometry import make_pose
-from ros2_sixdpose.core.objects import ContinuousSymmetry, ObjectModel
-from ros2_sixdpose.core.objects import load_models
+from ros2_sixdpose.core.metrics import add, adi
+from ros2_sixdpose.core.objects import ContinuousSymmetry, ObjectModel, load_models
 from ros2_sixdpose.core.render import Lighting, Renderer
 from ros2_sixdpose.data.augment import AugmentConfig
 from ros2_sixdpose.data.bop import BopSplit
@@ -34,12 +34,15 @@ from ros2_sixdpose.pipeline import split_frames
 from ros2_sixdpose.train.loop import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
-# Shipped weights -> (least mean mask IoU, least fraction of positions within 0.5 diameters or None) in a fresh scene.
+# Shipped weights -> least (mean mask IoU, fraction of positions within 0.5 diameters, fraction of poses with
+# ADD(-S) below 0.1 diameters) in a fresh scene; None where the weights reach too few to bound.
+# Measured on that scene (26 instances): Pix2Pix 11000 steps 0.91 / 0.62 / 0.115, BBDM 16000 steps
+# 0.80 / 0.46 / 0.115, the 1800-step no-augmentation networks 0.89 / 0.19 / 0.08 and 0.74 / 0.04 / 0.
 SHIPPED_BOUNDS = {
-    "nocs_pix2pix.pt": (0.8, 0.15),
-    "nocs_pix2pix_noaug.pt": (0.8, 0.15),
-    "nocs_bbdm.pt": (0.6, None),  # BBDM positions: 4-19 % within 0.5 d, too few instances to bound
-    "nocs_bbdm_noaug.pt": (0.6, None),
+    "nocs_pix2pix.pt": (0.85, 0.5, 0.07),
+    "nocs_pix2pix_noaug.pt": (0.8, 0.15, None),
+    "nocs_bbdm.pt": (0.7, 0.35, 0.07),
+    "nocs_bbdm_noaug.pt": (0.6, None, None),
 }
 S = 32  # crop side of the smoke tests
 TINY = (8, 16)
@@ -294,14 +297,13 @@ def test_crop_cache_holds_the_crops_of_the_views_dataset(nocs_scene):
 @pytest.mark.parametrize("weights", sorted(SHIPPED_BOUNDS))
 def test_shipped_model_in_a_fresh_scene(nocs_scene, weights):
     """Each shipped network through the real estimator, oracle detections, on scenes never seen in training
-    (instances with visib_fract >= 0.5): masks as good as measured in the study, and for Pix2Pix (the default
-    estimator) positions as good as measured there. The 1800-step networks do not reach ADD(-S) < 0.1 d on
-    most instances (docs/nocs_study.md); these bounds guard what they do reach."""
+    (instances with visib_fract >= 0.5): masks, positions and ADD(-S) as good as measured. No network reaches
+    ADD(-S) < 0.1 d on most instances yet (docs/nocs_study.md); these bounds guard what they do reach."""
     net, spec = load_nocs_net(ROOT / "weights" / weights)
     models = load_models(nocs_scene.models_dir)
     estimator = NocsEstimator(net, spec, models, NocsEstimatorConfig(sample_steps=10))
     oracle = OracleDetector(nocs_scene.root, nocs_scene.split)
-    ious, position_errors = [], []
+    ious, position_errors, add_s_errors = [], [], []
     for frame in split_frames(nocs_scene):
         scene = nocs_scene.read_scene(frame.key.scene_id)
         truth = {(inst.obj_id, info.bbox_visib): (inst, info.visib_fract)
@@ -315,18 +317,23 @@ def test_shipped_model_in_a_fresh_scene(nocs_scene, weights):
             true_mask = out.crop.warp(detection.mask, cv2.INTER_NEAREST)
             predicted = out.mask > 0.5
             ious.append(np.count_nonzero(predicted & true_mask) / np.count_nonzero(predicted | true_mask))
-            error = np.inf
+            model = models[inst.obj_id]
+            position, add_s = np.inf, np.inf
             if out.estimate.found:
                 assert 0.0 < out.estimate.score <= 1.0
-                error = np.linalg.norm(out.estimate.T_cam_obj[:3, 3] - inst.T_cam_obj[:3, 3])
-            position_errors.append(error / models[inst.obj_id].diameter)
+                T, T_gt = out.estimate.T_cam_obj, inst.T_cam_obj
+                position = np.linalg.norm(T[:3, 3] - T_gt[:3, 3])
+                add_s = (adi if model.is_symmetric else add)(T[:3, :3], T[:3, 3], T_gt[:3, :3], T_gt[:3, 3],
+                                                               model.vertices)
+            position_errors.append(position / model.diameter)
+            add_s_errors.append(add_s / model.diameter)
     assert len(ious) >= 20
-    # Measured on this scene: mean IoU 0.89 (both Pix2Pix), 0.71 and 0.73 (BBDM); 27-31 % of the Pix2Pix
-    # positions within half a diameter.
-    min_iou, min_close = SHIPPED_BOUNDS[weights]
+    min_iou, min_close, min_add_s = SHIPPED_BOUNDS[weights]
     assert np.mean(ious) >= min_iou
     if min_close is not None:
         assert np.mean(np.asarray(position_errors) < 0.5) >= min_close
+    if min_add_s is not None:
+        assert np.mean(np.asarray(add_s_errors) < 0.1) >= min_add_s
 
 
 def _scores(name: str, augment: str, steps: int, add: float, nocs_error: float, iou: float) -> VariantScores:

@@ -60,12 +60,15 @@ ESTIMATOR_CONFIG = "config/estimator_pix2pix.yaml"  # NOCS by Pix2Pix + RANSAC-P
 # compared with the pipeline on real poses (accuracy against ground truth is the estimator's own tests' job).
 ACCEPT_ANY_PNP = {"nocs.pnp.min_inliers": 4, "nocs.pnp.min_inlier_ratio": 0.0}
 BIN = Path(sys.executable).parent
-# The ground-truth test: objects and tolerance set from the shipped weights' held-out figures (docs/nocs_study.md).
+# The ground-truth test runs on the torus, the one object for which the shipped Pix2Pix network reaches ADD(-S)
+# recall above 0.5 on held-out data (0.70 on the test split, 0.71 on validation: docs/nocs_study.md).
 GT_OBJECTS = (8,)
-GT_IMAGES = 4
+GT_INSTANCES = 2  # per image
+GT_IMAGES = 6
 GT_SEED = 9400  # never used for training, validation or test data
 GT_TOLERANCE = 0.1  # ADD(-S) error in object diameters, as the ADD(-S) recall of the evaluator
-GT_MIN_POSES = 3
+# Measured over DDS: 12 poses, 9 within 0.1 d (0.02-0.08 d), the others 0.18, 0.34 and 0.59 d.
+GT_MIN_POSES = 8
 GT_MIN_FRACTION = 0.5
 
 
@@ -205,10 +208,10 @@ def probe():
 
 @pytest.fixture(scope="module")
 def gt_scene(tmp_path_factory):
-    """A 640x480 synthetic split (one scene, GT_IMAGES images) of the objects the shipped estimator handles best."""
+    """A 640x480 synthetic split: one scene, GT_IMAGES images of GT_INSTANCES instances of GT_OBJECTS."""
     root = tmp_path_factory.mktemp("nodes_gt")
     config = load_config(SynthConfig, ROOT / "config/synth.yaml", {
-        "scene.objects_per_scene": [len(GT_OBJECTS), len(GT_OBJECTS)], "scene.max_instances_per_object": 1,
+        "scene.objects_per_scene": [GT_INSTANCES, GT_INSTANCES], "scene.max_instances_per_object": GT_INSTANCES,
     })
     generate_split(root / "data", "test", 1, GT_IMAGES, GT_SEED, config, ROOT / "assets/models",
                    object_ids=GT_OBJECTS, progress=False)
