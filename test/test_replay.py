@@ -30,7 +30,6 @@ from ros2_sixdpose.data.msg_types import typestore
 from ros2_sixdpose.data.synth import SynthConfig, generate_split
 from ros2_sixdpose.detection.base import DetectorConfig, ImageKey, make_detector
 from ros2_sixdpose.estimation.factory import EstimatorConfig, make_estimator
-from ros2_sixdpose.estimation.nocs_estimator import NocsEstimatorConfig
 from ros2_sixdpose.estimation.nocs_net import CropSpec, save_nocs_net
 from ros2_sixdpose.estimation.pix2pix import Pix2PixGenerator
 from ros2_sixdpose.evaluation import EvalConfig
@@ -238,9 +237,11 @@ def test_replay_answers_every_frame_and_writes_the_metrics(replayed):
 def test_replay_gives_the_poses_and_scores_of_the_same_pipeline_offline(sequence, replayed):
     frames = list(read_bag(sequence / "bag"))
     detector = make_detector(DetectorConfig(type="oracle", dataset=str(sequence / "data"), split="test"))
-    nocs = load_config(NocsEstimatorConfig, overrides={"weights": str(sequence / "nocs_untrained.pt"),
-                                                       "models_dir": str(MODELS), **PNP_OVERRIDES})
-    pipeline = Pipeline(detector, make_estimator(EstimatorConfig(nocs=nocs)))
+    # The estimator file that config/nodes_oracle.yaml names, with the replay's overrides.
+    overrides = {"nocs.weights": str(sequence / "nocs_untrained.pt"), "nocs.models_dir": str(MODELS),
+                 **{f"nocs.{key}": value for key, value in PNP_OVERRIDES.items()}}
+    estimator = load_config(EstimatorConfig, ROOT / "config/estimator_pix2pix.yaml", overrides)
+    pipeline = Pipeline(detector, make_estimator(estimator))
     offline = {}
     for im_id, frame in enumerate(frames):
         out = pipeline.process(Frame(frame.rgb, frame.camera, key=ImageKey(0, im_id)))
