@@ -134,7 +134,7 @@ def test_bridge_step_keeps_the_bridge_marginals(eta):
     t, s = 700, 350
     m_t, var_t = model.m[t], model.var[t]
     x_t = (1 - m_t) * x0 + m_t * y + var_t.sqrt() * torch.randn(x0.shape, generator=gen)
-    x_s = model._posterior_step(x_t, x0, y, t, s, eta=eta, generator=gen)
+    x_s = model._bridge_step(x_t, x0, y, t, s, eta=eta, generator=gen)
     m_s, var_s = float(model.m[s]), float(model.var[s])
     assert abs(float(x_s.mean()) - ((1 - m_s) * -0.5 + m_s * 0.8)) < 0.005
     assert abs(float(x_s.var()) - var_s) < 0.01 * var_s

@@ -140,10 +140,10 @@ class BBDM(NocsNet):
             x0 = (x - self._denoise(x, condition, t_batch)).clamp(-1.0, 1.0)
             if index == len(ts) - 1:
                 return x0
-            x = self._posterior_step(x, x0, y, t, ts[index + 1], eta, generator)
+            x = self._bridge_step(x, x0, y, t, ts[index + 1], eta, generator)
         raise AssertionError("unreachable: the loop returns at its last timestep")
 
-    def _posterior_step(
+    def _bridge_step(
         self, x_t: torch.Tensor, x0: torch.Tensor, y: torch.Tensor, t: int, s: int, eta: float,
         generator: torch.Generator | None,
     ) -> torch.Tensor:
