@@ -98,6 +98,8 @@ def test_eval_cli_pipeline_mode_scores_what_it_ran(split, tmp_path, capsys):
     assert metrics["add_s_recall"] == pytest.approx(again.overall.add_s_recall)
     assert metrics["n_instances"] == again.overall.n_instances > 0
     assert "all" in capsys.readouterr().out
-    # --oracle only means something in pipeline mode; without --pipeline the CSV is required.
+    # --oracle only means something in pipeline mode, and pipeline mode makes its own results.
     args = parser.parse_args([*argv, "--oracle"])
+    assert args.func(args) == 2
+    args = parser.parse_args([*argv, "--pipeline", "--results", str(tmp_path / "eval" / RESULTS_FILE)])
     assert args.func(args) == 2

@@ -67,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
     if args.oracle and not args.pipeline:
         logger.error("sixdpose eval: --oracle needs --pipeline")
         return 2
+    if args.pipeline and args.results is not None:
+        logger.error("sixdpose eval: --pipeline writes its own results; leave out --results")
+        return 2
     split = BopSplit(args.dataset, args.split)
     try:
         config = EvalConfig(metrics=args.metrics, min_visib=args.min_visib)
