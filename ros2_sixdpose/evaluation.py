@@ -251,8 +251,7 @@ class Evaluator:
         """
         pts = self._pts(model)
         if name == "add":
-            distance = metrics.adi if model.is_symmetric else metrics.add
-            return lambda T_est, T_gt: distance(*_split(T_est), *_split(T_gt), pts) / model.diameter
+            return lambda T_est, T_gt: metrics.add_s(T_est, T_gt, pts, model.is_symmetric) / model.diameter
         syms = self._sym(model)
         if name == "mssd":
             return lambda T_est, T_gt: metrics.mssd(*_split(T_est), *_split(T_gt), pts, syms) / model.diameter

@@ -110,6 +110,11 @@ def test_box_flip_with_declared_symmetry_gives_zero_mssd_mspd_but_positive_add()
     # (float32 vertices: 1e-7 relative)
     assert metrics.add(R_est, t, R, t, pts) == pytest.approx(2 * np.hypot(0.05, 0.03), rel=1e-7)
     assert metrics.mssd(R_est, t, R, t, pts, np.eye(4)[None]) == pytest.approx(2 * np.hypot(0.05, 0.03), rel=1e-7)
+    # ADD(-S) on 4x4 poses: ADD-S for a symmetric object (the flipped box's corners land on corners), else ADD.
+    T_est, T = np.eye(4), np.eye(4)
+    T_est[:3, :3], T_est[:3, 3], T[:3, :3], T[:3, 3] = R_est, t, R, t
+    assert metrics.add_s(T_est, T, pts, symmetric=True) == pytest.approx(0.0, abs=1e-9)
+    assert metrics.add_s(T_est, T, pts, symmetric=False) == pytest.approx(2 * np.hypot(0.05, 0.03), rel=1e-7)
 
 
 def test_mspd_of_a_known_pixel_shift() -> None:

@@ -14,7 +14,7 @@ from scipy.spatial.transform import Rotation
 
 from ros2_sixdpose.core.camera import PinholeCamera
 from ros2_sixdpose.core.geometry import make_pose
-from ros2_sixdpose.core.metrics import add, adi
+from ros2_sixdpose.core import metrics
 from ros2_sixdpose.core.objects import ContinuousSymmetry, ObjectModel, load_models
 from ros2_sixdpose.core.render import Lighting, Renderer
 from ros2_sixdpose.data.augment import AugmentConfig
@@ -323,8 +323,7 @@ def test_shipped_model_in_a_fresh_scene(nocs_scene, weights):
                 assert 0.0 < out.estimate.score <= 1.0
                 T, T_gt = out.estimate.T_cam_obj, inst.T_cam_obj
                 position = np.linalg.norm(T[:3, 3] - T_gt[:3, 3])
-                add_s = (adi if model.is_symmetric else add)(T[:3, :3], T[:3, 3], T_gt[:3, :3], T_gt[:3, 3],
-                                                               model.vertices)
+                add_s = metrics.add_s(T, T_gt, model.vertices, model.is_symmetric)
             position_errors.append(position / model.diameter)
             add_s_errors.append(add_s / model.diameter)
     assert len(ious) >= 20

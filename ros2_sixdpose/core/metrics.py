@@ -64,6 +64,12 @@ def adi(R_est: ArrayLike, t_est: ArrayLike, R_gt: ArrayLike, t_gt: ArrayLike, pt
     return float(distances.mean())
 
 
+def add_s(T_est: np.ndarray, T_gt: np.ndarray, pts: ArrayLike, symmetric: bool) -> float:
+    """ADD(-S) (m) between poses T (4, 4): ADD-S (`adi`) for a symmetric object, else ADD; `pts` (N, 3) m."""
+    distance = adi if symmetric else add
+    return distance(T_est[:3, :3], T_est[:3, 3], T_gt[:3, :3], T_gt[:3, 3], pts)
+
+
 def mssd(
     R_est: ArrayLike, t_est: ArrayLike, R_gt: ArrayLike, t_gt: ArrayLike, pts: ArrayLike, syms: ArrayLike
 ) -> float:
