@@ -37,7 +37,8 @@ class CompareConfig:
 
     blur_sigma: float = 1.5  # px of the crop; smooths both images and masks
     shading_weight: float = 0  # per-pixel weight of the shading residual beside the silhouette's (1)
-    score_shading_share: float = 0.5  # score = (1 - share) * silhouette IoU + share * shading fit
+    score_shading_share: float = 0.3  # score = (1 - shares) IoU + shading share x shading fit ...
+    score_detail_share: float = 0.3  # ... + detail share x detail correlation
 
     def __post_init__(self) -> None:
         if not (self.blur_sigma >= 0 and self.shading_weight >= 0 and 0 <= self.score_shading_share <= 1):
@@ -174,5 +175,28 @@ def score(view: ObjectView, obs: Observation, config: CompareConfig) -> float:
         variation = np.sqrt(((obs.rgb - mean) ** 2 * overlap[..., None]).sum() / total)
         rms = np.sqrt((shading ** 2 * overlap[..., None]).sum() / total)
         fit = float(np.clip(1.0 - rms / max(variation, 1e-3), 0.0, 1.0))
-    share = config.score_shading_share
-    return float((1.0 - share) * iou + share * fit)
+    detail = _detail_correlation(view, obs, overlap, config.blur_sigma) if total >= _MIN_OVERLAP else 0.0
+    share, dshare = config.score_shading_share, config.score_detail_share
+    return float((1.0 - share - dshare) * iou + share * fit + dshare * max(detail, 0.0))
+
+
+def _detail(grey: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
+    """Fine detail (S, S) of a grey image: itself minus its blur within `weight` (texture, creases; not shading)."""
+    return grey - _masked_blur(grey[..., None], weight, 3.0 * max(sigma, 1.0))[..., 0]
+
+
+def _detail_correlation(view: ObjectView, obs: Observation, overlap: np.ndarray, sigma: float) -> float:
+    """Normalised correlation in [-1, 1] of the fine detail of the render's albedo and of the image, in the overlap.
+
+    Smooth shading, which depends on the light, is removed; texture and crease edges, which depend on the
+    pose, stay. This tells apart poses whose silhouette and normals agree, e.g. a box turned 180 degrees.
+    """
+    inner = (overlap > 0.5).astype(np.float32)
+    if inner.sum() < _MIN_OVERLAP:
+        return 0.0
+    rendered = _detail(_masked_blur(view.rgb, view.alpha, sigma).mean(axis=-1), inner, sigma)
+    observed = _detail(obs.rgb.mean(axis=-1), inner, sigma)
+    a = (rendered - (rendered * inner).sum() / inner.sum()) * inner
+    b = (observed - (observed * inner).sum() / inner.sum()) * inner
+    norm = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / norm) if norm > 1e-9 else 0.0

@@ -39,7 +39,8 @@ class RenderCompareConfig:
     keep_hypotheses: int = 3  # how many of the scored hypotheses get the coarse LM
     coarse_iterations: int = 15
     fine_iterations: int = 10
-    flips: bool = False  # add the estimate turned 180 deg about each model axis through the object's centre
+    flips: bool = True  # also try the best coarse pose turned 180 deg about each model axis through its centre
+    flip_iterations: int = 5  # coarse LM iterations for each flip
     compare: CompareConfig = field(default_factory=CompareConfig)
 
     def __post_init__(self) -> None:
@@ -148,8 +149,6 @@ class RenderCompareRefiner(PoseRefiner):
         starts: list[np.ndarray] = []
         if estimate.found:
             starts.append(estimate.T_cam_obj)
-            if self.config.flips:
-                starts += _flips(estimate.T_cam_obj, center)
         if self.hypotheses is not None:
             starts += [T for T, _ in self.hypotheses(rgb, camera, detection)]
         if not starts:
@@ -158,6 +157,11 @@ class RenderCompareRefiner(PoseRefiner):
         ranked = sorted(starts, key=lambda T: -self._score(obj_id, coarse, T))[: self.config.keep_hypotheses]
         refined = [self._lm(obj_id, coarse, T, self.config.coarse_iterations) for T in ranked]
         best = max(refined, key=lambda T: self._score(obj_id, coarse, T))
+        if self.config.flips:
+            # The winner's 180-degree flips share its silhouette closely (a mug upside down, a box face turned):
+            # refine each a little and let the score (shading, detail) decide.
+            flipped = [self._lm(obj_id, coarse, T, self.config.flip_iterations) for T in _flips(best, center)]
+            best = max([best, *flipped], key=lambda T: self._score(obj_id, coarse, T))
         fine = self._crop(rgb, camera, detection, others, self.config.fine_size)
         T = self._lm(obj_id, fine, best, self.config.fine_iterations)
         method = self.refined_method(estimate) if estimate.found else self.method

@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from ros2_sixdpose.core.render import Lighting, Renderer
+from ros2_sixdpose.core.splat import GaussianRenderer
 
 # Ambient light only: the render shows the surface colours (albedo), which the appearance term compares.
 ALBEDO = Lighting(ambient=1.0, diffuse=0.0, specular=0.0)
@@ -53,3 +54,16 @@ class MeshViews:
             alpha=(out.depth > 0).astype(np.float32),
             depth=out.depth,
         )
+
+
+class GaussianViews:
+    """`ViewRenderer` over 3D Gaussian object models (soft coverage; colours as fitted to the reference images)."""
+
+    def __init__(self, renderer: GaussianRenderer) -> None:
+        self.renderer = renderer
+
+    def render_view(self, obj_id: int, T_cam_obj: np.ndarray, K: np.ndarray, size: int) -> ObjectView:
+        """The splatted colour (un-premultiplied), accumulated opacity and expected depth."""
+        out = self.renderer.render(obj_id, T_cam_obj, K, size, size)
+        rgb = out.rgb / np.maximum(out.alpha, 1e-3)[..., None]
+        return ObjectView(rgb=np.clip(rgb, 0.0, 1.0).astype(np.float32), alpha=out.alpha, depth=out.depth)
