@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FRAME_ID = "camera_color_optical_frame"
 OBJECTS = (1, 4, 5)  # duck, mug, lego
 ANSWER_TIMEOUT_S = 30.0  # node start-up (torch, DDS discovery) included
-ESTIMATOR_CONFIG = "config/estimator_pix2pix.yaml"  # NOCS by Pix2Pix + RANSAC-PnP, the shipped weights
+ESTIMATOR_CONFIG = "config/estimator.yaml"  # NOCS by Pix2Pix + RANSAC-PnP, the shipped weights
 # Every RANSAC pose is accepted, so each frame yields poses whatever the weights' accuracy: the node path is
 # compared with the pipeline on real poses (accuracy against ground truth is the estimator's own tests' job).
 ACCEPT_ANY_PNP = {"nocs.pnp.min_inliers": 4, "nocs.pnp.min_inlier_ratio": 0.0}

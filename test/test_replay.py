@@ -28,13 +28,13 @@ from ros2_sixdpose.data.bags import BagFrame, GtPose, read_bag, write_bag
 from ros2_sixdpose.data.bop import BopSplit
 from ros2_sixdpose.data.msg_types import typestore
 from ros2_sixdpose.data.synth import SynthConfig, generate_split
-from ros2_sixdpose.detection.base import DetectorConfig, ImageKey, make_detector
+from ros2_sixdpose.detection.base import DetectorConfig, ImageKey
+from ros2_sixdpose.detection.factory import make_detector
 from ros2_sixdpose.estimation.factory import EstimatorConfig, make_estimator
-from ros2_sixdpose.estimation.nocs_net import CropSpec, save_nocs_net
+from ros2_sixdpose.estimation.nocs_net import CropSpec
+from ros2_sixdpose.estimation.nocs_weights import save_nocs_net
 from ros2_sixdpose.estimation.pix2pix import Pix2PixGenerator
-from ros2_sixdpose.evaluation import EvalConfig
-from ros2_sixdpose.pipeline import Frame, Pipeline
-from ros2_sixdpose.replay_metrics import (
+from ros2_sixdpose.evaluation.replay import (
     Answer,
     EstimatedPose,
     NodeCounts,
@@ -48,6 +48,8 @@ from ros2_sixdpose.replay_metrics import (
     visible_fractions,
     write_published,
 )
+from ros2_sixdpose.evaluation.scoring import EvalConfig
+from ros2_sixdpose.pipeline import Frame, Pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "assets" / "models"
@@ -240,7 +242,7 @@ def test_replay_gives_the_poses_and_scores_of_the_same_pipeline_offline(sequence
     # The estimator file that config/nodes_oracle.yaml names, with the replay's overrides.
     overrides = {"nocs.weights": str(sequence / "nocs_untrained.pt"), "nocs.models_dir": str(MODELS),
                  **{f"nocs.{key}": value for key, value in PNP_OVERRIDES.items()}}
-    estimator = load_config(EstimatorConfig, ROOT / "config/estimator_pix2pix.yaml", overrides)
+    estimator = load_config(EstimatorConfig, ROOT / "config/estimator.yaml", overrides)
     pipeline = Pipeline(detector, make_estimator(estimator))
     offline = {}
     for im_id, frame in enumerate(frames):

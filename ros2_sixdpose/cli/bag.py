@@ -5,9 +5,6 @@ import argparse
 import logging
 from pathlib import Path
 
-from ros2_sixdpose.data.bags import STORAGE_PLUGINS, write_bag
-from ros2_sixdpose.data.bop import BopSplit
-
 logger = logging.getLogger(__name__)
 
 
@@ -25,13 +22,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", required=True, help="split folder name, e.g. test")
     parser.add_argument("--scene", type=int, required=True, help="scene id")
     parser.add_argument("--out", type=Path, required=True, help="bag folder to create (must not exist)")
-    parser.add_argument("--storage", choices=sorted(STORAGE_PLUGINS), default="sqlite3", help="storage plugin")
+    parser.add_argument("--storage", default="sqlite3", help="storage plugin: sqlite3 or mcap")
     parser.add_argument("--models", type=Path, default=None, help="BOP models folder (default DATASET/models)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Write the bag and print what it holds; exit code 1 with the reason on bad input."""
+    from ros2_sixdpose.data.bags import write_bag
+    from ros2_sixdpose.data.bop import BopSplit
+
     try:
         bag = write_bag(BopSplit(args.dataset, args.split), args.scene, args.out, args.storage, args.models)
     except (OSError, ValueError) as exc:

@@ -29,7 +29,7 @@ from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterEr
 
 from ros2_sixdpose.core.camera import PinholeCamera
 from ros2_sixdpose.core.geometry import make_pose, matrix_from_quat_xyzw, quat_xyzw_from_matrix
-from ros2_sixdpose.core.objects import MODELS_INFO_FILE, MODELS_NAMES_FILE, read_model_names, read_models_info
+from ros2_sixdpose.core.objects import model_names
 from ros2_sixdpose.data.bop import BopSplit, read_depth, read_rgb
 from ros2_sixdpose.data.msg_types import typestore
 
@@ -328,12 +328,6 @@ def scene_stamps(split: BopSplit, scene_id: int, im_ids: list[int]) -> dict[int,
     return {im_id: STAMP_BASE_NS + round(t * NS_PER_S) for im_id, t in times.items()}
 
 
-def _object_names(models_dir: Path) -> dict[int, str]:
-    """Object names by id from a BOP models folder (models_names.json, else obj_XXXXXX)."""
-    obj_ids = read_models_info(models_dir / MODELS_INFO_FILE)
-    return read_model_names(models_dir / MODELS_NAMES_FILE, obj_ids)
-
-
 def write_bag(
     split: BopSplit,
     scene_id: int,
@@ -359,7 +353,7 @@ def write_bag(
     annotations = split.read_scene(scene_id)
     im_ids = sorted(annotations.camera)
     stamps = scene_stamps(split, scene_id, im_ids)
-    names = _object_names(Path(models_dir) if models_dir is not None else split.models_dir)
+    names = model_names(Path(models_dir) if models_dir is not None else split.models_dir)
     for im_id, instances in annotations.gt.items():
         unknown = sorted({inst.obj_id for inst in instances} - set(names))
         if unknown:

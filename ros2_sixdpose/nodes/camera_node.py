@@ -26,8 +26,9 @@ from ros2_sixdpose.nodes import CAMERA_INFO_TOPIC, DIAGNOSTICS_TOPIC, IMAGE_TOPI
 from ros2_sixdpose.nodes.conversions import camera_from_info, check_image_fits_camera, rgb_from_image, stamp_ns
 from ros2_sixdpose.nodes.health import FrameCounters, LatencyStats, ProblemLog, diagnostic_status
 from ros2_sixdpose.nodes.params import declare_config
-from ros2_sixdpose.nodes.stages import OracleKeys, package_root, resolve
+from ros2_sixdpose.nodes.stages import OracleKeys
 from ros2_sixdpose.nodes.sync import CameraSubscriber
+from ros2_sixdpose.paths import package_root, resolve
 from ros2_sixdpose.pipeline import Frame
 
 # Camera streams: newest frame only; best effort also matches reliable publishers.

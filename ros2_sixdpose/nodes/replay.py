@@ -6,7 +6,7 @@ image went out. `TopicRecorder` subscribes (raw) to every output topic it discov
 message, stamped with its receive time, into a new rosbag2 (standard layout, message definitions and
 type hashes stored, as `ros2 bag record` writes it). `replay` wires both to a running deployment: wait
 until the nodes are up and connected, play, drain, and collect the last diagnostics. ROS-free scoring of
-the result is in `ros2_sixdpose.replay_metrics`.
+the result is in `ros2_sixdpose.evaluation.replay`.
 """
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from ros2_sixdpose.data.bags import BagTopics
 from ros2_sixdpose.data.msg_types import typestore
+from ros2_sixdpose.evaluation.replay import PublishedFrame
 from ros2_sixdpose.nodes import DIAGNOSTICS_TOPIC, POSES_TOPIC
-from ros2_sixdpose.replay_metrics import PublishedFrame
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ player's log of when each image was published (`published.json`), and the output
 - end-to-end latency: output receive time - input publish time, per answered frame (both wall-clock
   times of the replay process, which publishes and records);
 - pose accuracy: the answered poses against the bag's ground truth, matched by header stamp, scored by
-  `ros2_sixdpose.evaluation.Evaluator` (the frames sent are the test images; a frame without an answer
+  `ros2_sixdpose.evaluation.scoring.Evaluator` (the frames sent are the test images; a frame without an answer
   scores as misses). VSD is computed when the bag has depth.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ from ros2_sixdpose.core.render import Renderer
 from ros2_sixdpose.data.bags import BagFrame, BagTopics, read_bag
 from ros2_sixdpose.data.bop import GtInstance, PoseResult
 from ros2_sixdpose.data.msg_types import typestore
-from ros2_sixdpose.evaluation import EvalConfig, EvalImage, EvalReport, Evaluator
+from ros2_sixdpose.evaluation.scoring import EvalConfig, EvalImage, EvalReport, Evaluator
 
 POSES_TOPIC = "/sixdpose/poses"
 DIAGNOSTICS_TOPIC = "/diagnostics"
