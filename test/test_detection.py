@@ -198,6 +198,7 @@ def test_bad_images_get_clear_errors(tmp_path):
             detector.detect(image)
 
 
+@pytest.mark.slow
 def test_training_resumes_and_writes_loadable_weights(scene, tmp_path):
     object_ids = list(range(1, 9))
     config = DetectorTrainConfig(widths=(8, 8, 16, 16), batch_size=2, crop=(64, 64))

@@ -127,6 +127,7 @@ def _bbdm(timesteps: int = 1000) -> BBDM:
     return BBDM(TINY, [1], BridgeConfig(timesteps=timesteps))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 def test_bridge_step_keeps_the_bridge_marginals(eta):
     """x_t drawn from q(x_t | x0, y), stepped to s with the true x0 (deterministically or through the posterior),

@@ -225,6 +225,7 @@ def replayed(sequence) -> Path:
     return out
 
 
+@pytest.mark.ros
 def test_replay_answers_every_frame_and_writes_the_metrics(replayed):
     metrics = json.loads((replayed / "metrics.json").read_text())
     for key in ("frames_sent", "frames_received", "frames_answered", "latency_ms_median", "latency_ms_p90",
@@ -236,6 +237,7 @@ def test_replay_answers_every_frame_and_writes_the_metrics(replayed):
     assert metrics["n_instances"] == 18 and metrics["ar_vsd"] is not None
 
 
+@pytest.mark.ros
 def test_replay_gives_the_poses_and_scores_of_the_same_pipeline_offline(sequence, replayed):
     frames = list(read_bag(sequence / "bag"))
     detector = make_detector(DetectorConfig(type="oracle", dataset=str(sequence / "data"), split="test"))
@@ -267,6 +269,7 @@ def test_replay_gives_the_poses_and_scores_of_the_same_pipeline_offline(sequence
         assert metrics[key] == pytest.approx(getattr(scores, key), abs=1e-9)
 
 
+@pytest.mark.ros
 def test_output_bag_holds_the_poses_and_matching_tf(replayed):
     store = typestore()
     poses, tf = {}, []
@@ -297,6 +300,7 @@ def test_output_bag_holds_the_poses_and_matching_tf(replayed):
                                                      match[0].pose.position.z], abs=1e-12)
 
 
+@pytest.mark.ros
 def test_bag_without_camera_topics_is_refused_before_any_node_starts(tmp_path):
     store = typestore()
     with Writer(tmp_path / "gt_only", version=9) as writer:
@@ -308,6 +312,7 @@ def test_bag_without_camera_topics_is_refused_before_any_node_starts(tmp_path):
     assert not (tmp_path / "out" / "logs").exists()
 
 
+@pytest.mark.ros
 def test_node_that_cannot_start_stops_the_replay_with_its_reason(sequence, tmp_path):
     result = _replay(
         str(sequence / "bag"), "--config", str(ROOT / "config/nodes_oracle.yaml"), "--out", str(tmp_path / "out"),

@@ -10,14 +10,12 @@ logger = logging.getLogger(__name__)
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `bag` sub-parser."""
-    parser = subparsers.add_parser(
-        "bag",
-        help="write a scene of a BOP split as a rosbag2 for replay",
-        description="Write one scene as a rosbag2: sensor_msgs/Image rgb8 on /camera/color/image_raw, "
-        "CameraInfo on /camera/color/camera_info, 32FC1 depth (m) on /camera/aligned_depth_to_color/image_raw "
-        "and ros2_sixdpose/ObjectPoseArray ground truth on /sixdpose/ground_truth, stamped with "
-        "scene_times.json (30 Hz by image id without it).",
-    )
+    parser = subparsers.add_parser("bag", help="write a scene of a BOP split as a rosbag2 for replay", description=(
+        "Write one scene as a rosbag2: sensor_msgs/Image rgb8 on /camera/color/image_raw, CameraInfo on "
+        "/camera/color/camera_info, 32FC1 depth (m) on /camera/aligned_depth_to_color/image_raw and "
+        "ros2_sixdpose/ObjectPoseArray ground truth on /sixdpose/ground_truth, stamped with scene_times.json "
+        "(30 Hz by image id without it)."
+    ))
     parser.add_argument("--dataset", type=Path, required=True, help="BOP data set folder")
     parser.add_argument("--split", required=True, help="split folder name, e.g. test")
     parser.add_argument("--scene", type=int, required=True, help="scene id")

@@ -13,16 +13,16 @@ from rosbags.rosbag2 import Reader
 
 from ros2_sixdpose.config import load_config
 from ros2_sixdpose.core.geometry import invert_pose, look_at
+from ros2_sixdpose.core.messages import InstancePose, rgb_from_image, stamp_ns
 from ros2_sixdpose.core.objects import ObjectModel
 from ros2_sixdpose.core.render import Lighting, Renderer
 from ros2_sixdpose.data import bop
-from ros2_sixdpose.data.bags import BagFrame, rgb_from_msg, write_bag
+from ros2_sixdpose.data.bags import BagFrame, write_bag
 from ros2_sixdpose.data.msg_types import typestore
 from ros2_sixdpose.data.synth import SynthConfig, generate_split
-from ros2_sixdpose.nodes import POSES_OVERLAY_TOPIC
-from ros2_sixdpose.nodes.instances import InstancePose
 from ros2_sixdpose.nodes.overlay import draw_poses
 from ros2_sixdpose.paths import config_file
+from ros2_sixdpose.topics import POSES_OVERLAY_TOPIC
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def overlay_images(bag: Path) -> Iterator[tuple[int, np.ndarray]]:
         connections = [c for c in reader.connections if c.topic == POSES_OVERLAY_TOPIC]
         for connection, _, raw in reader.messages(connections=connections):
             msg = store.deserialize_cdr(raw, connection.msgtype)
-            yield int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec), rgb_from_msg(msg)
+            yield stamp_ns(msg.header.stamp), rgb_from_image(msg)
 
 
 def ground_truth_image(frame: BagFrame, models: dict[int, ObjectModel]) -> np.ndarray:

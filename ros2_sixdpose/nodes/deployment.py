@@ -25,8 +25,9 @@ from typing import Any
 
 import yaml
 
-from ros2_sixdpose.nodes import CAMERA_INFO_TOPIC, IMAGE_TOPIC, NODES, NodeSpec
+from ros2_sixdpose.nodes import NODES, NodeSpec
 from ros2_sixdpose.paths import PACKAGE
+from ros2_sixdpose.topics import CAMERA_INFO_TOPIC, IMAGE_TOPIC
 
 
 

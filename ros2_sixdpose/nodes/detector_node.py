@@ -15,13 +15,14 @@ from ros2_sixdpose.core.objects import model_names
 from ros2_sixdpose.detection.base import DetectorConfig
 from ros2_sixdpose.detection.factory import make_detector
 from ros2_sixdpose.msg import DetectionArray
-from ros2_sixdpose.nodes import DETECTIONS_OVERLAY_TOPIC, DETECTIONS_TOPIC, NODES
+from ros2_sixdpose.nodes import NODES
 from ros2_sixdpose.nodes.camera_node import RESULT_QOS, CameraNode, CameraNodeSettings, spin
 from ros2_sixdpose.nodes.conversions import detection_array_msg, image_msg
 from ros2_sixdpose.nodes.overlay import draw_detections
 from ros2_sixdpose.nodes.params import declare_config
 from ros2_sixdpose.nodes.stages import OracleKeys
 from ros2_sixdpose.paths import resolve
+from ros2_sixdpose.topics import DETECTIONS_OVERLAY_TOPIC, DETECTIONS_TOPIC
 
 
 @dataclass

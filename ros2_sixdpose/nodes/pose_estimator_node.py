@@ -21,15 +21,16 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 
 from ros2_sixdpose.config import load_config
+from ros2_sixdpose.core.messages import stamp_ns
 from ros2_sixdpose.core.objects import ObjectRegistry
 from ros2_sixdpose.detection.base import Detection, DetectorConfig
 from ros2_sixdpose.detection.factory import make_detector
 from ros2_sixdpose.estimation.base import PoseEstimate
 from ros2_sixdpose.estimation.factory import EstimatorConfig, make_estimator
 from ros2_sixdpose.msg import DetectionArray
-from ros2_sixdpose.nodes import DETECTIONS_TOPIC, NODES
+from ros2_sixdpose.nodes import NODES
 from ros2_sixdpose.nodes.camera_node import RESULT_QOS, CameraFrame, CameraNode, CameraNodeSettings, spin
-from ros2_sixdpose.nodes.conversions import detections_from_msg, stamp_ns
+from ros2_sixdpose.nodes.conversions import detections_from_msg
 from ros2_sixdpose.nodes.instances import number_instances
 from ros2_sixdpose.nodes.params import declare_config
 from ros2_sixdpose.nodes.results import ResultPublisher
@@ -37,6 +38,7 @@ from ros2_sixdpose.nodes.stages import OracleKeys
 from ros2_sixdpose.nodes.sync import StampBuffer
 from ros2_sixdpose.paths import MODELS_DIR, resolve
 from ros2_sixdpose.pipeline import Pipeline
+from ros2_sixdpose.topics import DETECTIONS_TOPIC
 
 DETECTION_SOURCES = ("internal", "topic")
 
