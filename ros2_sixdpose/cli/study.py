@@ -4,24 +4,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 
-import torch
-
-from ros2_sixdpose.config import load_config
-from ros2_sixdpose.core.objects import load_models
-from ros2_sixdpose.data.bop import BopSplit
-from ros2_sixdpose.estimation.factory import EstimatorConfig
-from ros2_sixdpose.estimation.study import Variant, run_study
+from ros2_sixdpose.cli.common import invoked_command
+from ros2_sixdpose.paths import WEIGHTS_DIR, config_file
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_WEIGHTS = (
-    "weights/nocs_pix2pix_noaug.pt",
-    "weights/nocs_pix2pix.pt",
-    "weights/nocs_bbdm_noaug.pt",
-    "weights/nocs_bbdm.pt",
+DEFAULT_WEIGHTS = tuple(
+    f"{WEIGHTS_DIR}/{name}" for name in ("nocs_pix2pix_noaug.pt", "nocs_pix2pix.pt", "nocs_bbdm_noaug.pt", "nocs_bbdm.pt")
 )
 MODEL_NAMES = {"pix2pix": "Pix2Pix", "bbdm": "BBDM"}
 
@@ -35,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     nocs.add_argument("--split", default="test", help="held-out split (never used in training)")
     nocs.add_argument("--weights", type=Path, nargs="+", default=[Path(w) for w in DEFAULT_WEIGHTS],
                       help="weights files of the variants, in table order")
-    nocs.add_argument("--config", type=Path, default=Path("config/estimator.yaml"),
+    nocs.add_argument("--config", type=Path, default=config_file("estimator.yaml"),
                       help="estimator configuration (PnP, mask threshold, sampler steps); its weights entry is ignored")
     nocs.add_argument("--models", type=Path, default=None, help="models folder (default DATASET/models)")
     nocs.add_argument("--min-visib", type=float, default=0.5, help="instances less visible than this are not scored")
@@ -57,15 +48,22 @@ def variant_name(weights: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the study and print the table's file names; exit code 1 on bad input."""
+    import torch
+
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.core.objects import load_models
+    from ros2_sixdpose.data.bop import BopSplit
+    from ros2_sixdpose.estimation.factory import EstimatorConfig
+    from ros2_sixdpose.evaluation.nocs_study import Variant, run_study
+
     torch.set_num_threads(args.threads)
     split = BopSplit(args.dataset, args.split)
     try:
         config = load_config(EstimatorConfig, args.config if args.config.is_file() else None).nocs
         models = load_models(args.models or split.models_dir)
         variants = [Variant(variant_name(w), w) for w in args.weights]
-        command = " ".join(["sixdpose", *sys.argv[1:]]) if sys.argv[0].endswith("sixdpose") else " ".join(sys.argv)
         scores = run_study(variants, split, models, config, args.min_visib, args.out, args.out.with_suffix(".json"),
-                           args.out.with_suffix(".png"), command)
+                           args.out.with_suffix(".png"), invoked_command())
     except (OSError, ValueError) as exc:
         logger.error("%s", exc)
         return 1

@@ -21,20 +21,24 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 
 from ros2_sixdpose.config import load_config
+from ros2_sixdpose.core.messages import stamp_ns
 from ros2_sixdpose.core.objects import ObjectRegistry
-from ros2_sixdpose.detection.base import Detection, DetectorConfig, make_detector
+from ros2_sixdpose.detection.base import Detection, DetectorConfig
+from ros2_sixdpose.detection.factory import make_detector
 from ros2_sixdpose.estimation.base import PoseEstimate
 from ros2_sixdpose.estimation.factory import EstimatorConfig, make_estimator
 from ros2_sixdpose.msg import DetectionArray
-from ros2_sixdpose.nodes import DETECTIONS_TOPIC, NODES
+from ros2_sixdpose.nodes import NODES
 from ros2_sixdpose.nodes.camera_node import RESULT_QOS, CameraFrame, CameraNode, CameraNodeSettings, spin
-from ros2_sixdpose.nodes.conversions import detections_from_msg, stamp_ns
+from ros2_sixdpose.nodes.conversions import detections_from_msg
 from ros2_sixdpose.nodes.instances import number_instances
 from ros2_sixdpose.nodes.params import declare_config
 from ros2_sixdpose.nodes.results import ResultPublisher
-from ros2_sixdpose.nodes.stages import OracleKeys, resolve
+from ros2_sixdpose.nodes.stages import OracleKeys
 from ros2_sixdpose.nodes.sync import StampBuffer
+from ros2_sixdpose.paths import MODELS_DIR, resolve
 from ros2_sixdpose.pipeline import Pipeline
+from ros2_sixdpose.topics import DETECTIONS_TOPIC
 
 DETECTION_SOURCES = ("internal", "topic")
 
@@ -47,7 +51,7 @@ class PoseEstimatorNodeSettings(CameraNodeSettings):
     detector_config: str = "config/detector.yaml"  # internal only: YAML of the detection stage
     oracle_scene: int = 0  # internal oracle detector only: the scene of its split whose bag is being played
     estimator_config: str = "config/estimator.yaml"  # YAML of the pose-estimation stage
-    models_dir: str = "assets/models"  # the objects published: names, TF frames, markers, overlay
+    models_dir: str = MODELS_DIR  # the objects published: names, TF frames, markers, overlay
     objects: list[int] = field(default_factory=list)  # publish only these object ids; empty: every object
     min_score: float = 0.0  # poses scoring less are not published
     frame_buffer: int = 10  # topic only: images kept while waiting for their detections

@@ -26,10 +26,10 @@ from ros2_sixdpose.core.metrics import VSD_DELTA
 from ros2_sixdpose.core.objects import ObjectModel
 from ros2_sixdpose.core.render import Renderer
 from ros2_sixdpose.data.bop import BopSplit, GtInstance, PoseResult, image_size, read_depth
+from ros2_sixdpose.evaluation import METRICS
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("add", "mssd", "mspd", "vsd")
 # Correctness thresholds of the normalised errors (see `Evaluator._pose_error`).
 _THRESHOLDS = {
     "add": np.array([metrics.ADD_THRESHOLD]),
