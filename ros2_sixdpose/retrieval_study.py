@@ -22,7 +22,8 @@ from ros2_sixdpose.core.geometry import rotation_angle
 from ros2_sixdpose.core.metrics import ADD_THRESHOLD, add_s
 from ros2_sixdpose.core.objects import ObjectModel
 from ros2_sixdpose.data.bop import BopSplit, read_mask, read_rgb
-from ros2_sixdpose.detection.base import Detection, mask_box
+from ros2_sixdpose.core.checks import mask_box
+from ros2_sixdpose.detection.base import Detection
 from ros2_sixdpose.estimation.retrieval.retriever import Retriever
 
 TOP_KS = (1, 5, 20)

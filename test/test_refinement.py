@@ -7,7 +7,8 @@ from ros2_sixdpose.core.camera import CropTransform, PinholeCamera, square_box
 from ros2_sixdpose.core.metrics import add_s
 from ros2_sixdpose.core.objects import load_models
 from ros2_sixdpose.core.render import Lighting, Renderer
-from ros2_sixdpose.detection.base import Detection, mask_box
+from ros2_sixdpose.core.checks import mask_box
+from ros2_sixdpose.detection.base import Detection
 from ros2_sixdpose.estimation.base import PoseEstimate
 from ros2_sixdpose.refinement.compare import CompareConfig, observe, residuals, score
 from ros2_sixdpose.refinement.lm import PoseDelta, levenberg_marquardt

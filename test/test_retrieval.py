@@ -10,7 +10,8 @@ from ros2_sixdpose.core.camera import PinholeCamera
 from ros2_sixdpose.core.geometry import make_pose, random_rotations, rotation_angle
 from ros2_sixdpose.core.objects import load_models
 from ros2_sixdpose.core.render import Renderer
-from ros2_sixdpose.detection.base import Detection, mask_box
+from ros2_sixdpose.core.checks import mask_box
+from ros2_sixdpose.detection.base import Detection
 from ros2_sixdpose.estimation.factory import EstimatorConfig
 from ros2_sixdpose.estimation.retrieval.bank import BankConfig, render_views
 from ros2_sixdpose.estimation.retrieval.crops import normalised_crops
