@@ -1,7 +1,7 @@
 """Frame -> detections -> object poses, with no ROS and no scoring: the code the nodes, the CLI, the benchmarks
 and the evaluator share.
 
-`Pipeline.process` runs the configured detector and pose estimator on one `Frame`; running it over a
+`Pipeline.process` runs the configured detector, pose estimator and (optional) refiner on one `Frame`; running it over a
 BOP split and scoring it is `ros2_sixdpose.evaluation.split_run`.
 """
 from __future__ import annotations
@@ -17,6 +17,8 @@ from ros2_sixdpose.detection.base import Detection, Detector, DetectorConfig, Im
 from ros2_sixdpose.detection.factory import make_detector
 from ros2_sixdpose.estimation.base import PoseEstimate, PoseEstimator
 from ros2_sixdpose.estimation.factory import EstimatorConfig, make_estimator
+from ros2_sixdpose.refinement.base import PoseRefiner
+from ros2_sixdpose.refinement.factory import RefinerConfig, make_refiner
 
 
 @dataclass
@@ -41,11 +43,15 @@ class Frame:
 
 @dataclass
 class FrameResult:
-    """What the pipeline made of a frame: detections, one estimate per detection, and seconds per stage."""
+    """What the pipeline made of a frame: detections, one estimate per detection, and seconds per stage.
+
+    `estimates` are the final poses (refined when there is a refiner); `initial` the estimator's own.
+    """
 
     detections: list[Detection]
     estimates: list[PoseEstimate]
-    seconds: dict[str, float] = field(default_factory=dict)  # "detect", "estimate", "total"
+    seconds: dict[str, float] = field(default_factory=dict)  # "detect", "estimate", "refine", "total"
+    initial: list[PoseEstimate] = field(default_factory=list)
 
     @property
     def poses(self) -> list[PoseEstimate]:
@@ -54,26 +60,33 @@ class FrameResult:
 
 
 class Pipeline:
-    """A detector followed by a pose estimator."""
+    """A detector, a pose estimator and, optionally, a pose refiner."""
 
-    def __init__(self, detector: Detector, estimator: PoseEstimator) -> None:
+    def __init__(self, detector: Detector, estimator: PoseEstimator, refiner: PoseRefiner | None = None) -> None:
         self.detector = detector
         self.estimator = estimator
+        self.refiner = refiner
 
     @classmethod
     def from_configs(
-        cls, detector: DetectorConfig, estimator: EstimatorConfig, root: str | Path = "."
+        cls, detector: DetectorConfig, estimator: EstimatorConfig, refiner: RefinerConfig | None = None,
+        root: str | Path = ".",
     ) -> "Pipeline":
-        """Build both stages; relative paths in the configs are resolved against `root`."""
-        return cls(make_detector(detector, root), make_estimator(estimator, root))
+        """Build the stages (no refiner when `refiner` is None); relative paths in the configs resolve against `root`."""
+        return cls(make_detector(detector, root), make_estimator(estimator, root),
+                   make_refiner(refiner, root) if refiner is not None else None)
 
     def process(self, frame: Frame) -> FrameResult:
-        """Detect the objects in `frame` and estimate their poses."""
+        """Detect the objects in `frame`, estimate their poses and refine them."""
         start = time.perf_counter()
         detections = self.detector.detect(frame.rgb, frame.key)
         detected = time.perf_counter()
-        estimates = self.estimator.estimate(frame.rgb, frame.camera, detections)
+        initial = self.estimator.estimate(frame.rgb, frame.camera, detections)
+        estimated = time.perf_counter()
+        estimates = initial
+        if self.refiner is not None:
+            estimates = self.refiner.refine(frame.rgb, frame.camera, detections, initial)
         done = time.perf_counter()
-        return FrameResult(
-            detections, estimates, {"detect": detected - start, "estimate": done - detected, "total": done - start}
-        )
+        seconds = {"detect": detected - start, "estimate": estimated - detected, "refine": done - estimated,
+                   "total": done - start}
+        return FrameResult(detections, estimates, seconds, initial)

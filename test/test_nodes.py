@@ -44,6 +44,7 @@ from ros2_sixdpose.nodes.deployment import launch_node_arguments, load_deploymen
 from ros2_sixdpose.nodes.instances import number_instances
 from ros2_sixdpose.nodes.stages import OracleKeys
 from ros2_sixdpose.pipeline import Frame, Pipeline
+from ros2_sixdpose.refinement.factory import RefinerConfig
 from ros2_sixdpose.topics import POSES_TOPIC, object_pose_topic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +52,7 @@ FRAME_ID = "camera_color_optical_frame"
 OBJECTS = (1, 4, 5)  # duck, mug, lego
 ANSWER_TIMEOUT_S = 30.0  # node start-up (torch, DDS discovery) included
 ESTIMATOR_CONFIG = "config/estimator.yaml"  # NOCS by Pix2Pix + RANSAC-PnP, the shipped weights
+REFINER_CONFIG = "config/refiner.yaml"  # render-and-compare refinement, on by default in the node
 # Every RANSAC pose is accepted, so each frame yields poses whatever the weights' accuracy: the node path is
 # compared with the pipeline on real poses (accuracy against ground truth is the estimator's own tests' job).
 ACCEPT_ANY_PNP = {"nocs.pnp.min_inliers": 4, "nocs.pnp.min_inlier_ratio": 0.0}
@@ -256,7 +258,8 @@ def test_poses_over_dds_are_the_pipeline_poses_in_every_form(scene, probe, estim
     split = BopSplit(scene / "data", "test")
     detector = DetectorConfig(type="oracle", dataset=str(split.root), split=split.split)
     estimator = load_config(EstimatorConfig, ROOT / ESTIMATOR_CONFIG, ACCEPT_ANY_PNP)
-    pipeline = Pipeline.from_configs(detector, estimator, ROOT)
+    refiner = load_config(RefinerConfig, ROOT / REFINER_CONFIG)  # the node's default refinement stage
+    pipeline = Pipeline.from_configs(detector, estimator, refiner, root=ROOT)
     names = {model.obj_id: model.name for model in ObjectRegistry.from_dir(ROOT / "assets/models")}
     published = 0
     for im_id in (0, 1):

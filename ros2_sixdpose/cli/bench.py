@@ -23,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
          _estimator_arguments, run_estimator),
         ("pipeline", "ms per 640x480 frame of detector + estimator, per stage and end to end, with 1 and 5 "
                      "objects, and peak RSS", _pipeline_arguments, run_pipeline),
+        ("refiner", "ms per object of retrieval + render-and-compare refinement from 15 deg / 2 cm starts",
+         _refiner_arguments, run_refiner),
     ):
         target = targets.add_parser(name, help=help_text)
         target.add_argument("--out", type=Path, default=Path(OUT_DIR) / "bench" / f"{name}.json",
@@ -204,4 +206,33 @@ def run_pipeline(args: argparse.Namespace) -> int:
     print(f"{'detections':<18}" + "".join(f"{case['mean_detections']:>20.1f}" for case in cases.values()))
     print(f"{'poses':<18}" + "".join(f"{case['mean_poses']:>20.1f}" for case in cases.values()))
     print(f"peak RSS {figures['peak_rss_mb']:.0f} MB; model loading {figures['load_ms']:.0f} ms; written to {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------- refiner
+
+
+def _refiner_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--refiner-config", type=Path, default=config_file("refiner.yaml"),
+                        help="refinement stage configuration")
+    parser.add_argument("--trials", type=int, default=5, help="timed refinements per object (after one warm-up)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the poses, lights and starts")
+
+
+def run_refiner(args: argparse.Namespace) -> int:
+    """Time the configured refiner on every object; print and write median / p90 ms per object."""
+    from ros2_sixdpose.bench import refiner
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.refinement.factory import RefinerConfig
+
+    config = load_config(RefinerConfig, args.refiner_config)
+    figures = refiner.measure(config, package_root(), args.trials, args.seed)
+    _write(figures, args.out)
+    print(f"{config.type} refiner, {figures['retrieval_hypotheses']} retrieved hypotheses, start: {figures['start']}, "
+          f"{args.trials} trials per object; load average {figures['load_average'][0]:.1f}")
+    print(f"{'object':<12}{'median ms':>10}{'success':>9}")
+    for name, row in figures["per_object"].items():
+        print(f"{name:<12}{row['median_ms']:>10.1f}{row['success']:>9.2f}")
+    print(f"{'all':<12}{figures['median_ms']:>10.1f}   (p90 {figures['p90_ms']:.1f}, CPU {figures['cpu_median_ms']:.1f})")
+    print(f"target <= {figures['target_ms']:.0f} ms: {_verdict(figures['meets_target'])}; written to {args.out}")
     return 0

@@ -1,7 +1,7 @@
 """`sixdpose eval`: score BOP pose results against a BOP split and write OUTDIR/metrics.json.
 
 The results come from a BOP results CSV (`--results`) or, in pipeline mode (`--pipeline`), from running the
-configured detector and pose estimator over the split first (`evaluation.split_run.evaluate_pipeline`, which also
+configured detector, pose estimator and refiner over the split first (`evaluation.split_run.evaluate_pipeline`, which also
 writes OUTDIR/results.csv). `sixdpose eval detector ...` scores the configured detector alone
 (ros2_sixdpose/detection/evaluate.py).
 """
@@ -41,11 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--results", type=Path, help="BOP results CSV (required without --pipeline)")
     parser.add_argument("--out", type=Path, help="output folder for metrics.json (required)")
     parser.add_argument("--pipeline", action="store_true",
-                        help="run detector + estimator over the split, write OUTDIR/results.csv, then score it")
+                        help="run detector + estimator + refiner over the split, write OUTDIR/results.csv, then score it")
     parser.add_argument("--detector-config", type=Path, default=config_file("detector.yaml"),
                         help="pipeline mode: detection stage configuration")
     parser.add_argument("--estimator-config", type=Path, default=config_file("estimator.yaml"),
                         help="pipeline mode: pose-estimation stage configuration")
+    parser.add_argument("--refiner-config", type=Path, default=config_file("refiner.yaml"),
+                        help="pipeline mode: refinement stage configuration (a file with `type: none` refines nothing)")
     parser.add_argument("--oracle", action="store_true",
                         help="pipeline mode: the split's ground-truth masks as detections, to score the estimator alone")
     parser.add_argument(
@@ -106,10 +108,12 @@ def _evaluate_pipeline(
     from ros2_sixdpose.detection.base import DetectorConfig
     from ros2_sixdpose.estimation.factory import EstimatorConfig
     from ros2_sixdpose.evaluation.split_run import evaluate_pipeline
+    from ros2_sixdpose.refinement.factory import RefinerConfig
 
     detector = DetectorConfig(type="oracle") if args.oracle else load_config(DetectorConfig, args.detector_config)
     estimator = load_config(EstimatorConfig, args.estimator_config)
-    return evaluate_pipeline(detector, estimator, split, models, args.out, config)
+    refiner = load_config(RefinerConfig, args.refiner_config)
+    return evaluate_pipeline(detector, estimator, split, models, args.out, config, refiner=refiner)
 
 
 def format_table(report: EvalReport) -> str:

@@ -20,6 +20,7 @@ from ros2_sixdpose.detection.base import DetectorConfig, ImageKey
 from ros2_sixdpose.estimation.factory import EstimatorConfig
 from ros2_sixdpose.evaluation.scoring import EvalConfig, EvalReport, evaluate_split
 from ros2_sixdpose.pipeline import Frame, Pipeline
+from ros2_sixdpose.refinement.factory import RefinerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +62,15 @@ def evaluate_pipeline(
     eval_config: EvalConfig | None = None,
     root: str | Path = ".",
     progress: bool = True,
+    refiner: RefinerConfig | None = None,
 ) -> EvalReport:
-    """Run detector + estimator over `split`, write OUT/results.csv, score it and write OUT/metrics.json.
+    """Run detector + estimator (+ refiner) over `split`, write OUT/results.csv, score it, write OUT/metrics.json.
 
     An oracle detector without its own data set and split reads the evaluated split.
     """
     if detector.type == "oracle" and not (detector.dataset or detector.split):
         detector = dataclasses.replace(detector, dataset=str(Path(split.root).resolve()), split=split.split)
-    pipeline = Pipeline.from_configs(detector, estimator, root)
+    pipeline = Pipeline.from_configs(detector, estimator, refiner, root)
     results = run_on_split(pipeline, split, progress)
     out_dir = Path(out_dir)
     write_results_csv(out_dir / RESULTS_FILE, results)

@@ -120,8 +120,10 @@ class RenderCompareRefiner(PoseRefiner):
 
     def _residual_fn(self, obj_id: int, crop: _Crop, delta: PoseDelta) -> Callable[[np.ndarray], np.ndarray]:
         """x (6,) -> residual vector of the render at `delta.pose(x)`."""
+        colour = self.config.compare.shading_weight > 0
+
         def fn(x: np.ndarray) -> np.ndarray:
-            view = self.views.render_view(obj_id, delta.pose(x), crop.K, crop.size)
+            view = self.views.render_view(obj_id, delta.pose(x), crop.K, crop.size, colour)
             return residuals(view, crop.obs, self.config.compare)
         return fn
 

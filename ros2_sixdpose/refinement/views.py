@@ -23,12 +23,12 @@ ALBEDO = Lighting(ambient=1.0, diffuse=0.0, specular=0.0)
 class ObjectView:
     """One object rendered alone on black.
 
-    rgb: (S, S, 3) float32 in [0, 1].
+    rgb: (S, S, 3) float32 in [0, 1]; None when only the shape was asked for.
     alpha: (S, S) float32 in [0, 1]: the share of each pixel the object covers.
     depth: (S, S) float32 metres along the optical axis, 0 where the object is absent.
     """
 
-    rgb: np.ndarray
+    rgb: np.ndarray | None
     alpha: np.ndarray
     depth: np.ndarray
 
@@ -36,8 +36,9 @@ class ObjectView:
 class ViewRenderer(Protocol):
     """Renders one object at `T_cam_obj` (4, 4) m in a `size` x `size` camera with intrinsics `K` (3, 3)."""
 
-    def render_view(self, obj_id: int, T_cam_obj: np.ndarray, K: np.ndarray, size: int) -> ObjectView:
-        """The object's view (see `ObjectView`)."""
+    def render_view(self, obj_id: int, T_cam_obj: np.ndarray, K: np.ndarray, size: int,
+                    colour: bool = True) -> ObjectView:
+        """The object's view (see `ObjectView`); without `colour` only alpha and depth (cheaper)."""
 
 
 class MeshViews:
@@ -46,11 +47,14 @@ class MeshViews:
     def __init__(self, renderer: Renderer) -> None:
         self.renderer = renderer
 
-    def render_view(self, obj_id: int, T_cam_obj: np.ndarray, K: np.ndarray, size: int) -> ObjectView:
-        """The mesh's colour and depth; alpha where depth was written."""
-        out = self.renderer.render(K, size, size, [(obj_id, T_cam_obj)], lighting=ALBEDO, outputs=("rgb", "depth"))
+    def render_view(self, obj_id: int, T_cam_obj: np.ndarray, K: np.ndarray, size: int,
+                    colour: bool = True) -> ObjectView:
+        """The mesh's colour (albedo) and depth; alpha where depth was written."""
+        # Each output read back costs about as much as the draw on a software GL: skip colour when not needed.
+        outputs = ("rgb", "depth") if colour else ("depth",)
+        out = self.renderer.render(K, size, size, [(obj_id, T_cam_obj)], lighting=ALBEDO, outputs=outputs)
         return ObjectView(
-            rgb=out.rgb.astype(np.float32) / 255.0,
+            rgb=out.rgb.astype(np.float32) / 255.0 if colour else None,
             alpha=(out.depth > 0).astype(np.float32),
             depth=out.depth,
         )
@@ -62,8 +66,9 @@ class GaussianViews:
     def __init__(self, renderer: GaussianRenderer) -> None:
         self.renderer = renderer
 
-    def render_view(self, obj_id: int, T_cam_obj: np.ndarray, K: np.ndarray, size: int) -> ObjectView:
-        """The splatted colour (un-premultiplied), accumulated opacity and expected depth."""
+    def render_view(self, obj_id: int, T_cam_obj: np.ndarray, K: np.ndarray, size: int,
+                    colour: bool = True) -> ObjectView:
+        """The splatted colour (un-premultiplied), accumulated opacity and expected depth (colour costs nothing extra)."""
         out = self.renderer.render(obj_id, T_cam_obj, K, size, size)
         rgb = out.rgb / np.maximum(out.alpha, 1e-3)[..., None]
         return ObjectView(rgb=np.clip(rgb, 0.0, 1.0).astype(np.float32), alpha=out.alpha, depth=out.depth)
