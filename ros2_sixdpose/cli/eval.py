@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if args.pipeline and args.results is not None:
         logger.error("sixdpose eval: --pipeline writes its own results; leave out --results")
         return 2
+
     from ros2_sixdpose.core.objects import load_models
     from ros2_sixdpose.data.bop import BopSplit, read_results_csv
     from ros2_sixdpose.evaluation.scoring import EvalConfig, evaluate_split
