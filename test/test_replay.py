@@ -213,11 +213,15 @@ PNP_OVERRIDES = {"pnp.min_inlier_ratio": 0.0, "pnp.min_inliers": 6}
 
 @pytest.fixture(scope="module")
 def replayed(sequence) -> Path:
-    """OUT of `sixdpose replay` of the bag through pose_estimator_node (oracle detector) at 1/30 of real time."""
+    """OUT of `sixdpose replay` of the bag through pose_estimator_node (oracle detector) at 1/30 of real time.
+
+    Without the refiner: these tests are about the replay and its scoring, which must not depend on how long
+    refinement takes under load (test_nodes checks the refined node against the offline pipeline).
+    """
     out = sequence / "out"
     result = _replay(
         str(sequence / "bag"), "--config", str(ROOT / "config/nodes_oracle.yaml"), "--out", str(out), "--rate", "0.03",
-        "--param", f"detector.dataset={sequence / 'data'}", "--param", "detector.split=test",
+        "--param", f"detector.dataset={sequence / 'data'}", "--param", "detector.split=test", "--param", "refiner.type=none",
         "--param", f"estimator.nocs.weights={sequence / 'nocs_untrained.pt'}",
         *(f"--param=estimator.nocs.{key}={value}" for key, value in PNP_OVERRIDES.items()),
     )
