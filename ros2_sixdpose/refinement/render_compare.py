@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from ros2_sixdpose.core.camera import CropTransform, PinholeCamera, square_box
@@ -112,10 +113,13 @@ class RenderCompareRefiner(PoseRefiner):
 
     def _crop(self, rgb: np.ndarray, camera: PinholeCamera, detection: Detection, others: np.ndarray,
               size: int) -> _Crop:
-        """The detection's square crop at `size` px."""
+        """The detection's square crop at `size` px; crop pixels beyond the image count as claimed by others."""
         crop = CropTransform(tuple(square_box(detection.box, self.config.crop_scale)), (size, size))
         K = crop.K_crop(camera.K)
-        obs = observe(crop.warp(rgb), crop.warp(detection.mask, 0), crop.warp(others, 0), K, self.config.compare)
+        # An object cut by the image's border goes on beyond it: there the mask's absence says nothing.
+        outside = ~crop.warp(np.ones(rgb.shape[:2], dtype=bool), cv2.INTER_NEAREST)
+        obs = observe(crop.warp(rgb), crop.warp(detection.mask, cv2.INTER_NEAREST),
+                      crop.warp(others, cv2.INTER_NEAREST) | outside, K, self.config.compare)
         return _Crop(K, size, obs)
 
     def _residual_fn(self, obj_id: int, crop: _Crop, delta: PoseDelta) -> Callable[[np.ndarray], np.ndarray]:
