@@ -36,7 +36,6 @@ class CompareConfig:
     """Weights and blur of the comparison (the `compare` section of config/refiner.yaml)."""
 
     blur_sigma: float = 1.5  # px of the crop; smooths both images and masks
-    outside_weight: float = 1.0  # silhouette weight where the render covers pixels outside the mask
     shading_weight: float = 0.0  # per-pixel weight of the shading residual beside the silhouette's (1)
     score_shading_share: float = 0.3  # score = (1 - shares) IoU + shading share x shading fit ...
     score_detail_share: float = 0.3  # ... + detail share x detail correlation
@@ -147,11 +146,7 @@ def _overlap(view: ObjectView, obs: Observation, sigma: float) -> np.ndarray:
 
 def residuals(view: ObjectView, obs: Observation, config: CompareConfig) -> np.ndarray:
     """Residual vector of a render against the observation: silhouette (S^2,), then shading (3 S^2,) if weighted."""
-    difference = _blur(view.alpha, config.blur_sigma) - obs.mask
-    # The render may rightly cover pixels outside the visible mask (an occluder the detector did not report),
-    # but never leave mask pixels uncovered: the first costs less.
-    weight = np.where(difference > 0, config.outside_weight, 1.0) * obs.care
-    silhouette = (difference * weight).ravel()
+    silhouette = ((_blur(view.alpha, config.blur_sigma) - obs.mask) * obs.care).ravel()
     if config.shading_weight == 0:
         return silhouette
     overlap = _overlap(view, obs, config.blur_sigma)
