@@ -35,7 +35,7 @@ class RenderCompareConfig:
     """Settings of the render-and-compare refiner (config/refiner.yaml)."""
 
     crop_scale: float = 1.4  # crop side / the detection box's longer side
-    coarse_size: int = 48  # px; LM on the surviving hypotheses at this crop size
+    coarse_size: int = 64  # px; LM on the surviving hypotheses at this crop size
     fine_size: int = 96  # px; LM on the best one at this size, and the final score
     keep_hypotheses: int = 3  # how many of the scored hypotheses get the coarse LM
     coarse_iterations: int = 15
