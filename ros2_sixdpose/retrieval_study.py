@@ -126,6 +126,11 @@ def markdown_table(scores: list[RetrievalScores], threshold_deg: float) -> str:
 def write_report(scores: list[RetrievalScores], out: Path, threshold_deg: float, content: dict[str, Any]) -> None:
     """Write the Markdown table to `out` and everything (per object too) to `out` with .json."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(markdown_table(scores, threshold_deg) + "\n")
+    header = (
+        "# Retrieval of initial poses: silhouette vs learned scorer\n\n"
+        f"`{content.get('command', '')}` on {content.get('split', '')}, true visible masks, instances with "
+        f"visib_fract >= {content.get('min_visib', '')}; per object in the JSON beside this file.\n\n"
+    )
+    out.write_text(header + markdown_table(scores, threshold_deg) + "\n")
     data = {**content, "scores": [asdict(s) for s in scores]}
     out.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")

@@ -10,6 +10,9 @@ TRAINERS = {
     "nocs": (
         "ros2_sixdpose.estimation.train", "NOCS-map network of the dense-correspondence estimator (Pix2Pix or BBDM)"
     ),
+    "retrieval": (
+        "ros2_sixdpose.estimation.retrieval.train", "rotation-aware embedding encoder of template retrieval (InfoNCE)"
+    ),
 }
 
 
