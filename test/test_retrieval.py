@@ -10,7 +10,8 @@ from ros2_sixdpose.core.camera import PinholeCamera
 from ros2_sixdpose.core.geometry import make_pose, random_rotations
 from ros2_sixdpose.core.objects import load_models
 from ros2_sixdpose.core.render import Renderer
-from ros2_sixdpose.detection.base import Detection, mask_box
+from ros2_sixdpose.core.checks import mask_box
+from ros2_sixdpose.detection.base import Detection
 from ros2_sixdpose.estimation.factory import EstimatorConfig
 from ros2_sixdpose.estimation.retrieval.bank import BankConfig, render_views
 from ros2_sixdpose.estimation.retrieval.crops import normalised_crops
@@ -19,7 +20,7 @@ from ros2_sixdpose.estimation.retrieval.embedding import EmbeddingScorer
 from ros2_sixdpose.estimation.retrieval.retriever import RetrievalConfig, Retriever
 from ros2_sixdpose.estimation.retrieval.translation import TemplateMatch, origin_pixel, pose_from_match
 from ros2_sixdpose.estimation.retrieval.viewpoints import inplane_rotation
-from ros2_sixdpose.retrieval_study import symmetric_rotation_error
+from ros2_sixdpose.estimation.symmetry import symmetric_rotation_error
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "assets" / "models"

@@ -10,7 +10,8 @@ import numpy as np
 
 from ros2_sixdpose.core.camera import PinholeCamera
 from ros2_sixdpose.core.objects import ObjectModel
-from ros2_sixdpose.detection.base import Detection, check_rgb
+from ros2_sixdpose.core.checks import check_rgb
+from ros2_sixdpose.detection.base import Detection
 from ros2_sixdpose.estimation.retrieval.bank import BankConfig, TemplateBank
 from ros2_sixdpose.estimation.retrieval.crops import NormalisedCrops, normalised_crops
 from ros2_sixdpose.estimation.retrieval.translation import DEPTH_SOURCES, TemplateMatch, pose_from_match

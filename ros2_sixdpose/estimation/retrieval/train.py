@@ -1,4 +1,4 @@
-"""Training of the rotation-aware encoder (`sixdpose train retrieval`): InfoNCE with positives of nearby rotation.
+"""Training of the rotation-aware encoder: InfoNCE with positives of nearby rotation (`sixdpose train retrieval`, in cli/).
 
 Each step takes one object and B queries of it: crops of the object in synthetic scenes (`sixdpose synth`
 data, true visible masks, turned by a random in-plane angle) and renders in random rotations under random
@@ -12,38 +12,34 @@ InfoNCE, -log(sum over positives of exp(q.k / T) / sum over all keys of exp(q.k 
 """
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import cv2
 import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import IterableDataset
 from tqdm import tqdm
 
-from ros2_sixdpose.config import load_config
 from ros2_sixdpose.core.camera import CropTransform, PinholeCamera, square_box
+from ros2_sixdpose.core.checks import mask_box
 from ros2_sixdpose.core.geometry import random_rotations
-from ros2_sixdpose.core.objects import ObjectModel, load_models
+from ros2_sixdpose.core.objects import ObjectModel
 from ros2_sixdpose.core.render import Renderer
 from ros2_sixdpose.data.augment import AugmentConfig, BackgroundConfig, augment
 from ros2_sixdpose.data.bop import BopSplit, read_mask, read_rgb
 from ros2_sixdpose.data.randomize import LightingConfig, camera_lighting, sample_light
-from ros2_sixdpose.detection.base import Detection, mask_box
-from ros2_sixdpose.estimation.retrieval.bank import BankConfig, load_or_build_banks, render_views
+from ros2_sixdpose.detection.base import Detection
+from ros2_sixdpose.estimation.retrieval.bank import BankConfig, render_views
 from ros2_sixdpose.estimation.retrieval.crops import normalised_crops
 from ros2_sixdpose.estimation.retrieval.embedding import (
     EmbeddingScorer, EncoderConfig, RotationEncoder, crops_to_tensor, encoder_state,
 )
 from ros2_sixdpose.estimation.retrieval.retriever import RetrievalConfig, Retriever
 from ros2_sixdpose.estimation.retrieval.viewpoints import axis_to_ray, inplane_rotation
-from ros2_sixdpose.retrieval_study import symmetric_rotation_error
-from ros2_sixdpose.train.loop import TrainConfig, train
+from ros2_sixdpose.estimation.symmetry import symmetric_rotation_error
 
 logger = logging.getLogger(__name__)
 
@@ -245,59 +241,3 @@ def validation_instances(split: BopSplit, count: int, min_visib: float) -> list[
                     detection = Detection(instance.obj_id, mask_box(mask), mask, 1.0)
                     out.append((rgb, camera, detection, instance.T_cam_obj[:3, :3]))
     return out[:count]
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `sixdpose train retrieval`."""
-    parser.add_argument("--data", type=Path, required=True, help="BOP data set root (from `sixdpose synth`)")
-    parser.add_argument("--split", default="train", help="training split")
-    parser.add_argument("--val-data", type=Path, default=None, help="data set root of the validation split (default DATA)")
-    parser.add_argument("--val-split", default="val", help="validation split")
-    parser.add_argument("--out", type=Path, required=True, help="weights file to write, e.g. weights/retrieval_encoder.pt")
-    parser.add_argument("--config", type=Path, default=None, help="RetrievalTrainConfig YAML (default: code defaults)")
-    parser.add_argument("--retrieval-config", type=Path, default=Path("config/estimator_retrieval.yaml"),
-                        help="the estimator's settings (template banks); its `retrieval` key is read")
-    parser.add_argument("--models", type=Path, default=Path("assets/models"), help="models folder")
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--until", type=int, default=None, help="stop at this step (resumable)")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--eval-every", type=int, default=250)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--device", default="cpu", help="torch device of the encoder (cpu, cuda); batches are "
-                        "rendered on the CPU either way")
-    parser.add_argument("--data-seeds", default="", help="free text recorded in the JSON, e.g. 'train 707, val 601'")
-
-
-def run(args: argparse.Namespace) -> int:
-    """`sixdpose train retrieval`: train (or resume) and write weights, checkpoint, JSON and curves."""
-    from ros2_sixdpose.estimation.factory import EstimatorConfig
-
-    config = load_config(RetrievalTrainConfig, args.config)
-    retrieval = load_config(EstimatorConfig, args.retrieval_config).retrieval if args.retrieval_config.is_file() \
-        else RetrievalConfig()
-    if config.encoder.crop_size != retrieval.bank.crop_size:
-        raise ValueError(f"encoder crop_size {config.encoder.crop_size} differs from the banks' {retrieval.bank.crop_size}")
-    torch.set_num_threads(args.threads)
-    models = load_models(args.models)
-    banks = load_or_build_banks(models, retrieval.bank, Path(retrieval.cache_dir) if retrieval.cache_dir else None)
-    pool = scene_pool(BopSplit(args.data, args.split), config.min_visib_fract, set(models))
-    val = validation_instances(BopSplit(args.val_data or args.data, args.val_split), config.val_instances, 0.5)
-    batches = ContrastiveBatches(pool, models, config, retrieval.bank, args.seed)
-    task = RetrievalTask(config, val, models, retrieval, banks, args.device)
-    loop_config = TrainConfig(
-        steps=args.steps, lr=args.lr, warmup_steps=min(100, args.steps // 10), eval_every=args.eval_every,
-        checkpoint_every=min(100, args.eval_every), seed=args.seed, threads=args.threads,
-    )
-    run_info = {
-        "command": " ".join(["sixdpose", *sys.argv[1:]]) if sys.argv[0].endswith("sixdpose") else " ".join(sys.argv),
-        "data": str(args.data), "split": args.split, "val_data": str(args.val_data or args.data),
-        "val_split": args.val_split, "data_seeds": args.data_seeds, "device": args.device,
-        "scene_instances": len(pool.obj_id), "val_instances": len(val),
-        "parameters": sum(p.numel() for p in task.net.parameters()),
-        "retrieval_train_config": asdict(config), "bank": asdict(retrieval.bank),
-    }
-    result = train(task, DataLoader(batches, batch_size=None), loop_config, args.out, run_info=run_info, until=args.until)
-    print(f"step {result.history['step'][-1] if result.history['step'] else 0}: {result.final_metrics}")
-    print(f"wrote {result.weights} (+ .json, .curves.png); checkpoint {result.checkpoint}")
-    return 0
