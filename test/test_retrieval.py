@@ -166,4 +166,6 @@ def test_bad_detections_give_clear_errors_and_no_pose(retriever):
 def test_shipped_configuration_equals_code_defaults():
     config = load_config(EstimatorConfig, ROOT / "config" / "estimator_retrieval.yaml")
     assert config.type == "retrieval"
-    assert config.retrieval == RetrievalConfig()
+    # The shipped estimator picks the learned scorer; every other setting is the code's default.
+    assert config.retrieval.scorer == "learned"
+    assert replace(config.retrieval, scorer=RetrievalConfig.scorer) == RetrievalConfig()

@@ -29,7 +29,9 @@ _SYMMETRY_STEP = 0.05
 class RetrievalConfig:
     """Settings of retrieval (`config/estimator_retrieval.yaml`, key `retrieval`)."""
 
-    scorer: str = "learned"  # learned: the rotation-aware encoder; silhouette: training-free mask IoU
+    # silhouette: training-free mask IoU (the default: needs no weights); learned: the rotation-aware encoder,
+    # better on the held-out split (docs/retrieval_study.md) and what config/estimator_retrieval.yaml picks.
+    scorer: str = "silhouette"
     weights: str = "weights/retrieval_encoder.pt"  # encoder of the "learned" scorer
     # Learned scorer: share of the mask IoU blended into its score (val split: top-1 ADD(-S) 0.61 / 0.63 at
     # 0 / 0.6, within 15 degrees 0.66 / 0.67).
