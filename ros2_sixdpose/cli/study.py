@@ -1,5 +1,5 @@
-"""`sixdpose study nocs|refine`: the NOCS networks (Pix2Pix / BBDM x augmentation off / on), and every estimator
-with and without the refiner, on a held-out split."""
+"""`sixdpose study nocs|refine|retrieval`: the NOCS networks (Pix2Pix / BBDM x augmentation off / on), every
+estimator with and without the refiner, and the silhouette vs learned retrieval scorers, on a held-out split."""
 from __future__ import annotations
 
 import argparse
@@ -21,7 +21,7 @@ DETECTOR_NAMES = {"oracle": "ground-truth masks", "learned": "learned detector"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `study` and its studies, `nocs` and `refine`."""
+    """Add `study` and its studies, `nocs`, `refine` and `retrieval`."""
     parser = subparsers.add_parser("study", help="comparative studies of the pose methods")
     studies = parser.add_subparsers(dest="study", required=True)
     nocs = studies.add_parser("nocs", help="Pix2Pix vs BBDM NOCS maps, with and without augmentation, oracle detections")
@@ -52,6 +52,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     refine.add_argument("--out", type=Path, default=Path("docs/refine_study.md"),
                         help="Markdown report; the JSON and the PNG figure are written beside it")
     refine.set_defaults(func=run_refine)
+    retrieval = studies.add_parser("retrieval", help="silhouette vs learned template retrieval, ground-truth masks")
+    retrieval.add_argument("--dataset", type=Path, required=True, help="BOP data set root holding the held-out split")
+    retrieval.add_argument("--split", default="test", help="held-out split (never used in training)")
+    retrieval.add_argument("--config", type=Path, default=config_file("estimator_retrieval.yaml"),
+                           help="retrieval settings; each scorer of --scorers replaces its `scorer`")
+    retrieval.add_argument("--scorers", nargs="+", default=["silhouette", "learned"], choices=("silhouette", "learned"))
+    retrieval.add_argument("--min-visib", type=float, default=0.5, help="instances less visible than this are not scored")
+    retrieval.add_argument("--out", type=Path, default=Path("docs/retrieval_study.md"),
+                           help="Markdown table; the JSON (per object too) is written beside it")
+    retrieval.set_defaults(func=run_retrieval)
 
 
 def variant_name(weights: Path) -> str:
@@ -135,4 +145,34 @@ def run_refine(args: argparse.Namespace) -> int:
         print(f"{r.estimator:<24}{r.detector:<20}{'refined' if r.refined else '':<9} ADD(-S) {r.add_s:.3f}  "
               f"AR_MSSD {r.ar_mssd:.3f}  AR_MSPD {r.ar_mspd:.3f}  {r.ms_per_object:.0f} ms/object")
     print(f"wrote {args.out}, {args.out.with_suffix('.json')}, {args.out.with_suffix('.png')}")
+    return 0
+
+
+def run_retrieval(args: argparse.Namespace) -> int:
+    """Run the retrieval study and print its table; exit code 1 on bad input."""
+    from dataclasses import replace
+
+    import torch
+
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.data.bop import BopSplit
+    from ros2_sixdpose.estimation.factory import EstimatorConfig
+    from ros2_sixdpose.estimation.retrieval.estimator import make_retriever
+    from ros2_sixdpose.evaluation.retrieval_study import THRESHOLD_DEG, markdown_table, study_retrievers, write_report
+    from ros2_sixdpose.paths import package_root
+
+    torch.set_num_threads(1)
+    split = BopSplit(args.dataset, args.split)
+    try:
+        config = load_config(EstimatorConfig, args.config if args.config.is_file() else None).retrieval
+        retrievers = {scorer: make_retriever(replace(config, scorer=scorer), package_root()) for scorer in args.scorers}
+        models = next(iter(retrievers.values())).models
+        scores = study_retrievers(retrievers, split, models, args.min_visib)
+    except (OSError, ValueError) as exc:
+        logger.error("%s", exc)
+        return 1
+    content = {"command": invoked_command(), "split": str(split.path), "min_visib": args.min_visib}
+    write_report(scores, args.out, THRESHOLD_DEG, content)
+    print(markdown_table(scores, THRESHOLD_DEG))
+    print(f"wrote {args.out}, {args.out.with_suffix('.json')}")
     return 0

@@ -7,6 +7,7 @@
 - `replay`: frame counts, latency and pose scores of a replay through the ROS 2 nodes (`sixdpose replay`);
   `replay_run`: the replay itself, end to end (nodes started, bag played, outputs recorded and scored).
 - `nocs_study`: Pix2Pix vs BBDM NOCS networks with and without augmentation (`sixdpose study nocs`).
+- `retrieval_study`: silhouette vs learned retrieval of initial poses (`sixdpose study retrieval`).
 - `demo`: the demo's sequence and pictures (`sixdpose demo`).
 """
 
