@@ -13,7 +13,7 @@ TF2_MSGS_FILES := ros/tf2_msgs/package.xml ros/tf2_msgs/CMakeLists.txt $(wildcar
 
 .PHONY: setup test demo bench clean
 
-setup: $(VENV)/.stamp-deps install/.stamp-msgs assets/models/.stamp
+setup: $(VENV)/.stamp-deps install/.stamp-msgs assets/models/.stamp out/retrieval_banks/.stamp
 
 $(VENV)/.stamp-deps: requirements.txt requirements-ros.txt constraints.txt setup.py scripts/fix_ros_cmake_paths.py
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ install/.stamp-msgs: $(VENV)/.stamp-deps $(MSG_FILES) CMakeLists.txt package.xml
 
 assets/models/.stamp: $(VENV)/.stamp-deps ros2_sixdpose/data/objectset.py ros2_sixdpose/data/ply.py ros2_sixdpose/core/objects.py
 	$(VENV)/bin/sixdpose objects build --out assets/models
+	touch $@
+
+# Template banks of the refiner's retrieval (about 17 s): cached here so that nodes and tests start in seconds.
+out/retrieval_banks/.stamp: assets/models/.stamp config/refiner.yaml $(wildcard ros2_sixdpose/estimation/retrieval/*.py)
+	$(VENV)/bin/sixdpose objects banks --config config/refiner.yaml
 	touch $@
 
 test: setup

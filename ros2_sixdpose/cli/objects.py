@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from ros2_sixdpose.paths import models_dir
+from ros2_sixdpose.paths import config_file, models_dir, package_root, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--name", required=True, help="the object's name (its TF frame sixdpose/<name>)")
     add.add_argument("--scale", type=float, default=1.0, help="metres per mesh unit (e.g. 0.001 for mm)")
     add.add_argument("--color", type=_rgb, default=None, help="R,G,B in [0, 1]: a uniform colour instead of a texture")
+    banks = actions.add_parser("banks", help="render and cache the retrieval template banks the refiner uses "
+                                             "(make setup does it, so that nodes start in seconds)")
+    banks.add_argument("--config", type=Path, default=config_file("refiner.yaml"),
+                       help="refiner configuration; its `retrieval` section names the models, bank and cache")
     parser.set_defaults(func=run)
 
 
@@ -51,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
             built = build_object_set(args.out, force=args.force)
             print(f"{'built' if built else 'up to date'}: {args.out}")
             return 0
+        if args.action == "banks":
+            return _cache_banks(args.config)
         if args.action == "add":
             model = add_object(args.models, args.mesh, args.name, args.scale, args.color)
             print(f"added object {model.obj_id} {model.name!r} ({1000 * model.diameter:.1f} mm) to {args.models}")
@@ -60,3 +66,22 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, KeyError) as exc:
         logger.error("%s", exc)
         return 1
+
+
+def _cache_banks(config_path: Path) -> int:
+    """Build the retrieval template banks of the refiner's configuration into its cache folder."""
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.core.objects import load_models
+    from ros2_sixdpose.estimation.retrieval.bank import load_or_build_banks
+    from ros2_sixdpose.refinement.factory import RefinerConfig
+
+    retrieval = load_config(RefinerConfig, config_path).retrieval
+    if not retrieval.cache_dir:
+        logger.error("%s: retrieval.cache_dir is empty, so banks are made at every start and there is nothing to cache",
+                     config_path)
+        return 1
+    cache = resolve(package_root(), retrieval.cache_dir)
+    banks = load_or_build_banks(load_models(resolve(package_root(), retrieval.models_dir)), retrieval.bank, cache,
+                                progress=True)
+    print(f"{len(banks)} template banks in {cache}")
+    return 0
