@@ -10,6 +10,7 @@ TARGETS = {
     "synth": "images/s of sixdpose synth at 640x480 (4 scenes x 10 images) and time per stage",
     "detector": "ms per 640x480 frame of the configured detector (median, p90) and peak RSS",
     "estimator": "ms per crop of the NOCS estimator (network + PnP) for Pix2Pix and BBDM",
+    "splat": "ms per 96x96 render of each Gaussian object (CPU rasteriser by default)",
     "pipeline": "ms per 640x480 frame of detector + estimator, per stage and end to end, with 1 and 5 objects, "
                 "and peak RSS",
 }

@@ -1,19 +1,32 @@
-"""`sixdpose objects build|list`: make the project's object set, or list the objects of any BOP models folder."""
+"""`sixdpose objects build|list|gaussians|views`: make the object set, list a BOP models folder, build 3D
+Gaussian objects, or write posed reference views (the input format of Gaussian objects from photographs)."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from ros2_sixdpose.core.objects import ObjectModel, ObjectRegistry
+from ros2_sixdpose.config import load_config
+from ros2_sixdpose.core.gaussian_fit import (GaussianFitConfig, build_gaussian_object, render_reference_views,
+                                            score_views)
+from ros2_sixdpose.core.gaussians import save_ply
+from ros2_sixdpose.core.objects import ObjectModel, ObjectRegistry, model_file_name
 from ros2_sixdpose.data.objectset import build_object_set
+from ros2_sixdpose.data.reference_views import load_reference_views, save_reference_views
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODELS_DIR = Path("assets/models")
+DEFAULT_GAUSSIANS_DIR = Path("assets/gaussians")
+GAUSSIANS_CONFIG = Path(__file__).resolve().parents[2] / "config" / "gaussians.yaml"
+HELD_OUT_VIEWS = 12  # mesh-rendered views, not used in the fit, on which the JSON record scores the model
+HELD_OUT_SEED = 1000  # seed of their viewpoints (the fit's views use the config's seed)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,6 +38,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--force", action="store_true", help="rebuild even when the folder is up to date")
     listing = actions.add_parser("list", help="print the objects of a BOP models folder")
     listing.add_argument("--models", type=Path, default=DEFAULT_MODELS_DIR, help="BOP models folder")
+    gaussians = actions.add_parser(
+        "gaussians", help="build a 3D Gaussian object (3DGS PLY) per object from posed reference views",
+        description="Reference views are rendered around each mesh of --models, or read from --images "
+                    "(DIR/obj_XXXXXX/ folders in the format of ros2_sixdpose/data/reference_views.py; seeded on "
+                    "the mesh when --models has it, else on the masks' visual hull). Writes OUT/obj_XXXXXX.ply "
+                    "and a JSON record of how it was built.")
+    gaussians.add_argument("--models", type=Path, default=None,
+                           help=f"BOP models folder (default {DEFAULT_MODELS_DIR} unless --images is given)")
+    gaussians.add_argument("--images", type=Path, default=None, help="folder of per-object reference-view folders")
+    gaussians.add_argument("--out", type=Path, default=DEFAULT_GAUSSIANS_DIR, help="folder for the PLY files")
+    gaussians.add_argument("--config", type=Path, default=GAUSSIANS_CONFIG, help="GaussianFitConfig YAML")
+    gaussians.add_argument("--views", type=int, default=None, help="reference views rendered per mesh")
+    gaussians.add_argument("--gaussians", type=int, default=None, help="Gaussians per object")
+    gaussians.add_argument("--steps", type=int, default=None, help="optimisation steps per object")
+    gaussians.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="fit on the CPU or with gsplat")
+    gaussians.add_argument("--objects", type=int, nargs="+", default=None, help="object ids (default: all)")
+    views = actions.add_parser("views", help="write posed reference views of each mesh (example input of "
+                                             "`objects gaussians --images`)")
+    views.add_argument("--models", type=Path, default=DEFAULT_MODELS_DIR, help="BOP models folder")
+    views.add_argument("--out", type=Path, required=True, help="folder for the obj_XXXXXX/ view folders")
+    views.add_argument("--views", type=int, default=None, help="views per object")
+    views.add_argument("--config", type=Path, default=GAUSSIANS_CONFIG, help="GaussianFitConfig YAML")
     parser.set_defaults(func=run)
 
 
@@ -35,11 +70,77 @@ def run(args: argparse.Namespace) -> int:
             built = build_object_set(args.out, force=args.force)
             print(f"{'built' if built else 'up to date'}: {args.out}")
             return 0
+        if args.action == "gaussians":
+            return build_gaussians(args)
+        if args.action == "views":
+            return write_views(args)
         print(object_table(ObjectRegistry.from_dir(args.models)))
         return 0
     except (FileNotFoundError, ValueError, KeyError) as exc:
         logger.error("%s", exc)
         return 1
+
+
+def _fit_config(args: argparse.Namespace) -> GaussianFitConfig:
+    """The YAML's configuration with the command line's overrides."""
+    overrides = {key: value for key, value in (("views", args.views), ("n_gaussians", getattr(args, "gaussians", None)),
+                                               ("steps", getattr(args, "steps", None))) if value is not None}
+    return load_config(GaussianFitConfig, args.config, overrides)
+
+
+def build_gaussians(args: argparse.Namespace) -> int:
+    """`objects gaussians`: one PLY + JSON record per object; returns 0."""
+    config = _fit_config(args)
+    models_dir = args.models if args.models is not None or args.images is not None else DEFAULT_MODELS_DIR
+    meshes = ObjectRegistry.from_dir(models_dir).models if models_dir is not None else {}
+    if args.images is not None:
+        folders = sorted(p for p in args.images.glob("obj_*") if p.is_dir())
+        if not folders:
+            raise FileNotFoundError(f"{args.images}: no obj_XXXXXX/ reference-view folders")
+        sources = {int(p.name.split("_")[1]): p for p in folders}
+    else:
+        sources = dict.fromkeys(meshes)
+    obj_ids = sorted(sources) if args.objects is None else args.objects
+    unknown = sorted(set(obj_ids) - set(sources))
+    if unknown:
+        raise ValueError(f"objects {unknown} not found; available: {sorted(sources)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    for obj_id in obj_ids:
+        mesh = meshes.get(obj_id)
+        t0 = time.perf_counter()
+        if sources[obj_id] is None:
+            views = render_reference_views(mesh, config.views, config, seed=config.seed)
+        else:
+            views = load_reference_views(sources[obj_id])
+        model, record = build_gaussian_object(views, config, mesh=mesh, device=args.device)
+        path = args.out / model_file_name(obj_id)
+        save_ply(path, model)
+        record.update(obj_id=obj_id, command=" ".join(["sixdpose"] + sys.argv[1:]),
+                      source=str(sources[obj_id] or models_dir), seconds=round(time.perf_counter() - t0, 2))
+        summary = ""
+        if mesh is not None:
+            held_out = render_reference_views(mesh, HELD_OUT_VIEWS, config, seed=HELD_OUT_SEED, lighting_jitter=0.0)
+            scores = score_views(model, held_out)
+            record["held_out"] = {"views": HELD_OUT_VIEWS, "seed": HELD_OUT_SEED, "lighting": "default"}
+            for name in ("iou", "psnr", "psnr_object"):
+                values = getattr(scores, name)
+                record["held_out"].update({f"{name}_min": round(float(values.min()), 4),
+                                           f"{name}_mean": round(float(values.mean()), 4)})
+            summary = (f", held-out IoU {scores.iou.mean():.3f} (min {scores.iou.min():.3f}), PSNR "
+                       f"{scores.psnr.mean():.1f} dB (min {scores.psnr.min():.1f}; object only {scores.psnr_object.mean():.1f})")
+        path.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+        print(f"{path}: {len(model)} Gaussians in {record['seconds']:.1f} s{summary}")
+    return 0
+
+
+def write_views(args: argparse.Namespace) -> int:
+    """`objects views`: OUT/obj_XXXXXX/ reference-view folders rendered around each mesh; returns 0."""
+    config = _fit_config(args)
+    for model in ObjectRegistry.from_dir(args.models):
+        folder = args.out / model_file_name(model.obj_id).removesuffix(".ply")
+        save_reference_views(folder, render_reference_views(model, config.views, config, seed=config.seed))
+        print(f"{folder}: {config.views} views")
+    return 0
 
 
 def object_table(registry: ObjectRegistry) -> str:

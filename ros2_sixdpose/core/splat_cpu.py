@@ -7,8 +7,8 @@ kernel does per pixel: alpha = min(0.999, o exp(-d^T conic d / 2)) at the pixel 
 C = sum_i c_i alpha_i T_i with T_i = prod_{j<i} (1 - alpha_j), and a pixel stops once T would fall to 1e-4.
 An OpenGL version (one blended point sprite per Gaussian on llvmpipe) was measured first and cost 10-40 ms
 per 96 x 96 render of 5k Gaussians, about 2.6 us per primitive before any pixel is drawn; this loop costs
-a few ms. The same pass, run again with the image's gradient, gives the gradients of the colours and
-opacities (`composite_backward`), which the CPU fit of a Gaussian object uses.
+a few ms. The same pass, run again with the image's gradient, gives the gradients of the colours,
+opacities and conics (`composite_backward`), which the CPU fit of a Gaussian object uses.
 """
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ BACKFACE_SLACK = 0.2
 @dataclass
 class Footprints:
     """Drawn Gaussians near to far: means2d (M, 2) px (gsplat convention), conics (M, 3), radii (M, 2) int32,
-    colors (M, 3), opacities (M,), depths (M,) m, all float32 but radii; index (M,) into the model."""
+    colors (M, 3), opacities (M,) (the model's times `compensations`, gsplat's antialiased mode), depths (M,) m,
+    all float32 but radii; index (M,) into the model."""
 
     means2d: np.ndarray
     conics: np.ndarray
@@ -41,6 +42,7 @@ class Footprints:
     opacities: np.ndarray
     depths: np.ndarray
     index: np.ndarray
+    compensations: np.ndarray
 
 
 def footprints(model: GaussianModel, factors: np.ndarray, T: np.ndarray, K: np.ndarray,
@@ -61,9 +63,10 @@ def footprints(model: GaussianModel, factors: np.ndarray, T: np.ndarray, K: np.n
         conics=np.ascontiguousarray(proj.conics[keep], dtype=np.float32),
         radii=np.ascontiguousarray(proj.radii[keep]),
         colors=np.ascontiguousarray(model.colors(camera_center)[keep]),
-        opacities=np.ascontiguousarray(model.opacities[keep]),
+        opacities=np.ascontiguousarray(model.opacities[keep] * proj.compensations[keep], dtype=np.float32),
         depths=np.ascontiguousarray(proj.depths[keep], dtype=np.float32),
         index=keep,
+        compensations=proj.compensations[keep],
     )
 
 
@@ -72,20 +75,34 @@ def composite(fp: Footprints, width: int, height: int) -> tuple[np.ndarray, np.n
     color = np.zeros((height, width, 3), np.float32)
     trans = np.ones((height, width), np.float32)
     wdepth = np.zeros((height, width), np.float32)
-    _composite(fp.means2d, fp.conics, fp.radii, fp.colors, fp.opacities, fp.depths, color, trans, wdepth)
+    _composite(fp.means2d, fp.conics, fp.radii, _f32(fp.colors), _f32(fp.opacities), fp.depths, color, trans, wdepth)
     return color, trans, wdepth
 
 
+@dataclass
+class FootprintGradients:
+    """Gradients of a loss w.r.t. the footprints' colors (M, 3), opacities (M,) and conics (M, 3)."""
+
+    colors: np.ndarray
+    opacities: np.ndarray
+    conics: np.ndarray
+
+
 def composite_backward(fp: Footprints, color: np.ndarray, trans: np.ndarray,
-                       grad_color: np.ndarray, grad_alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Gradients of a loss w.r.t. the footprints' colours (M, 3) and opacities (M,), given its gradient
-    w.r.t. the composited colour (H, W, 3) and alpha = 1 - T (H, W) of `composite`'s outputs."""
-    grad_c = np.zeros((len(fp.opacities), 3), np.float32)
-    grad_o = np.zeros(len(fp.opacities), np.float32)
-    _composite_backward(fp.means2d, fp.conics, fp.radii, fp.colors, fp.opacities, color, trans,
+                       grad_color: np.ndarray, grad_alpha: np.ndarray) -> FootprintGradients:
+    """Gradients w.r.t. the footprints given the loss's gradient w.r.t. the composited colour (H, W, 3) and
+    alpha = 1 - T (H, W) of `composite`'s outputs `color` and `trans`."""
+    m = len(fp.opacities)
+    grads = FootprintGradients(np.zeros((m, 3)), np.zeros(m), np.zeros((m, 3)))
+    _composite_backward(fp.means2d, fp.conics, fp.radii, _f32(fp.colors), _f32(fp.opacities), color, trans,
                         np.ascontiguousarray(grad_color, np.float32), np.ascontiguousarray(grad_alpha, np.float32),
-                        grad_c, grad_o)
-    return grad_c, grad_o
+                        grads.colors, grads.opacities, grads.conics)
+    return grads
+
+
+def _f32(array: np.ndarray) -> np.ndarray:
+    """float32 C-contiguous, the one signature the compiled loops are built (and cached) for."""
+    return np.ascontiguousarray(array, dtype=np.float32)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -133,8 +150,9 @@ def _composite(means2d, conics, radii, colors, opacities, depths, color, trans, 
 
 @numba.njit(cache=True, nogil=True)
 def _composite_backward(means2d, conics, radii, colors, opacities, color, trans, grad_color, grad_alpha,
-                        grad_c, grad_o):
-    """Replays the compositing; dL/dc_i = sum_p w_ip g_p, and dL/dalpha_i from the colour behind i (3DGS)."""
+                        grad_c, grad_o, grad_conic):
+    """Replays the compositing; dL/dc_i = sum_p w_ip g_p, dL/dalpha_i from the colour behind i (3DGS), and
+    through alpha = o exp(-power) the opacity and the conic."""
     height, width = trans.shape
     T_run = np.ones((height, width), np.float32)
     acc = np.zeros((height, width, 3), np.float32)
@@ -173,6 +191,10 @@ def _composite_backward(means2d, conics, radii, colors, opacities, color, trans,
                 d_alpha += grad_alpha[y, x] * trans[y, x] / (1.0 - alpha)
                 if raw < ALPHA_MAX:
                     grad_o[g] += d_alpha * raw / opacity
+                    d_power = -d_alpha * alpha
+                    grad_conic[g, 0] += d_power * 0.5 * dx * dx
+                    grad_conic[g, 1] += d_power * dx * dy
+                    grad_conic[g, 2] += d_power * 0.5 * dy * dy
                 T_run[y, x] = next_T
 
 

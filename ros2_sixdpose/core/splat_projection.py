@@ -34,6 +34,7 @@ class ProjectedGaussians:
     covars2d: np.ndarray
     depths: np.ndarray
     radii: np.ndarray
+    compensations: np.ndarray
 
 
 def gsplat_K(K: np.ndarray) -> np.ndarray:
@@ -101,6 +102,7 @@ def project_gaussians(
     cov[:, 0, 0] = np.einsum("ij,ij->i", row0, row0)
     cov[:, 0, 1] = cov[:, 1, 0] = np.einsum("ij,ij->i", row0, row1)
     cov[:, 1, 1] = np.einsum("ij,ij->i", row1, row1)
+    det_orig = cov[:, 0, 0] * cov[:, 1, 1] - cov[:, 0, 1] * cov[:, 1, 0]
     cov[:, 0, 0] += eps2d
     cov[:, 1, 1] += eps2d
     det = np.maximum(cov[:, 0, 0] * cov[:, 1, 1] - cov[:, 0, 1] * cov[:, 1, 0], 1e-10)
@@ -110,4 +112,37 @@ def project_gaussians(
     valid = (tz > near) & (det > 0)
     inside = ((means2d + radii > 0) & (means2d - radii < np.array([width, height], dtype=dtype))).all(axis=1)
     radii[~(valid & inside)] = 0
-    return ProjectedGaussians(means2d, conics, cov, tz, radii.astype(np.int32))
+    compensations = np.sqrt(np.maximum(det_orig / det, 0.0))
+    return ProjectedGaussians(means2d, conics, cov, tz, radii.astype(np.int32), compensations)
+
+
+def log_scale_gradient(
+    means: np.ndarray,
+    quats: np.ndarray,
+    scales: np.ndarray,
+    T_cam_obj: np.ndarray,
+    K: np.ndarray,
+    width: int,
+    height: int,
+    grad_conics: np.ndarray,
+) -> np.ndarray:
+    """Gradient (N, 3) w.r.t. log scales of Gaussians (means (N, 3) m, quats (N, 4), scales (N, 3) m) given
+    the gradient w.r.t. their conics (N, 3), for `project_gaussians` (default eps2d; K from `gsplat_K`).
+
+    Sigma = sum_k s_k^2 a_k a_k^T + eps I with a_k = J R r_k (r_k: the Gaussian's k-th axis) and the conic
+    Q = Sigma^-1, so dL/dSigma = -Q G Q and dL/dlog s_k = 2 s_k^2 a_k^T (dL/dSigma) a_k.
+    """
+    R = np.asarray(T_cam_obj, dtype=np.float64)[:3, :3]
+    p = np.asarray(means, dtype=np.float64) @ R.T + np.asarray(T_cam_obj, dtype=np.float64)[:3, 3]
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    inv_z = 1.0 / p[:, 2]
+    tx = np.clip(p[:, 0] * inv_z, -(cx / fx + 0.15 * width / fx), (width - cx) / fx + 0.15 * width / fx)
+    ty = np.clip(p[:, 1] * inv_z, -(cy / fy + 0.15 * height / fy), (height - cy) / fy + 0.15 * height / fy)
+    RR = np.einsum("ij,njk->nik", R, quat_to_rotmat(np.asarray(quats, dtype=np.float64)))
+    a = np.stack([(fx * inv_z)[:, None] * (RR[:, 0] - tx[:, None] * RR[:, 2]),
+                  (fy * inv_z)[:, None] * (RR[:, 1] - ty[:, None] * RR[:, 2])], axis=1)  # (N, 2, 3)
+    s2 = np.asarray(scales, dtype=np.float64) ** 2
+    Q = np.linalg.inv((a * s2[:, None, :]) @ a.transpose(0, 2, 1) + EPS2D * np.eye(2))
+    G = np.stack([grad_conics[:, 0], 0.5 * grad_conics[:, 1], 0.5 * grad_conics[:, 1], grad_conics[:, 2]],
+                 axis=1).reshape(-1, 2, 2)
+    return 2 * s2 * np.einsum("nik,nij,njk->nk", a, -Q @ G @ Q, a)
