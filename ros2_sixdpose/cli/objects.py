@@ -1,5 +1,6 @@
-"""`sixdpose objects build|list|gaussians|views`: make the object set, list a BOP models folder, build 3D
-Gaussian objects, or write posed reference views (the input format of Gaussian objects from photographs)."""
+"""`sixdpose objects build|list|gaussians|views|compare`: make the object set, list a BOP models folder,
+build 3D Gaussian objects, write posed reference views (the input format of Gaussian objects from
+photographs), or score Gaussian objects against their meshes."""
 from __future__ import annotations
 
 import argparse
@@ -9,14 +10,17 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
+from PIL import Image
 from scipy.spatial.transform import Rotation
 
 from ros2_sixdpose.config import load_config
 from ros2_sixdpose.core.gaussian_fit import (GaussianFitConfig, build_gaussian_object, render_reference_views,
                                             score_views)
-from ros2_sixdpose.core.gaussians import save_ply
+from ros2_sixdpose.core.gaussians import load_ply, save_ply
 from ros2_sixdpose.core.objects import ObjectModel, ObjectRegistry, model_file_name
+from ros2_sixdpose.core.splat import GaussianRenderer
 from ros2_sixdpose.data.objectset import build_object_set
 from ros2_sixdpose.data.reference_views import load_reference_views, save_reference_views
 
@@ -60,6 +64,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     views.add_argument("--out", type=Path, required=True, help="folder for the obj_XXXXXX/ view folders")
     views.add_argument("--views", type=int, default=None, help="views per object")
     views.add_argument("--config", type=Path, default=GAUSSIANS_CONFIG, help="GaussianFitConfig YAML")
+    compare = actions.add_parser("compare", help="score Gaussian objects against their meshes on held-out views "
+                                                 "and draw mesh | Gaussian renders side by side")
+    compare.add_argument("--models", type=Path, default=DEFAULT_MODELS_DIR, help="BOP models folder")
+    compare.add_argument("--gaussians", type=Path, default=DEFAULT_GAUSSIANS_DIR, help="folder of obj_XXXXXX.ply")
+    compare.add_argument("--out", type=Path, default=Path("docs/gaussians.png"), help="PNG figure")
+    compare.add_argument("--config", type=Path, default=GAUSSIANS_CONFIG, help="GaussianFitConfig YAML (view size)")
     parser.set_defaults(func=run)
 
 
@@ -74,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
             return build_gaussians(args)
         if args.action == "views":
             return write_views(args)
+        if args.action == "compare":
+            return compare_gaussians(args)
         print(object_table(ObjectRegistry.from_dir(args.models)))
         return 0
     except (FileNotFoundError, ValueError, KeyError) as exc:
@@ -127,7 +139,8 @@ def build_gaussians(args: argparse.Namespace) -> int:
                 record["held_out"].update({f"{name}_min": round(float(values.min()), 4),
                                            f"{name}_mean": round(float(values.mean()), 4)})
             summary = (f", held-out IoU {scores.iou.mean():.3f} (min {scores.iou.min():.3f}), PSNR "
-                       f"{scores.psnr.mean():.1f} dB (min {scores.psnr.min():.1f}; object only {scores.psnr_object.mean():.1f})")
+                       f"{scores.psnr.mean():.1f} dB (min {scores.psnr.min():.1f}; "
+                       f"object only {scores.psnr_object.mean():.1f})")
         path.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
         print(f"{path}: {len(model)} Gaussians in {record['seconds']:.1f} s{summary}")
     return 0
@@ -140,6 +153,37 @@ def write_views(args: argparse.Namespace) -> int:
         folder = args.out / model_file_name(model.obj_id).removesuffix(".ply")
         save_reference_views(folder, render_reference_views(model, config.views, config, seed=config.seed))
         print(f"{folder}: {config.views} views")
+    return 0
+
+
+def compare_gaussians(args: argparse.Namespace) -> int:
+    """`objects compare`: held-out IoU / PSNR per object printed, and a PNG of two held-out views per object,
+    mesh render beside Gaussian render (CPU backend); returns 0."""
+    config = load_config(GaussianFitConfig, args.config)
+    tiles, lines = [], [f"{'id':>3} {'name':<10}{'IoU mean':>9}{'IoU min':>9}{'PSNR dB':>9}{'min':>7}{'object':>8}"]
+    for mesh in ObjectRegistry.from_dir(args.models):
+        path = args.gaussians / model_file_name(mesh.obj_id)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: missing (build with `sixdpose objects gaussians`)")
+        model = load_ply(path)
+        held_out = render_reference_views(mesh, HELD_OUT_VIEWS, config, seed=HELD_OUT_SEED, lighting_jitter=0.0)
+        s = score_views(model, held_out)
+        lines.append(f"{mesh.obj_id:>3} {mesh.name:<10}{s.iou.mean():>9.3f}{s.iou.min():>9.3f}{s.psnr.mean():>9.1f}"
+                     f"{s.psnr.min():>7.1f}{s.psnr_object.mean():>8.1f}")
+        with GaussianRenderer({mesh.obj_id: model}, backend="cpu") as renderer:
+            for view in held_out[:2]:
+                h, w = view.mask.shape
+                splat = renderer.render(mesh.obj_id, view.T_cam_obj, view.K, w, h).rgb
+                tile = np.hstack([view.rgb, (np.clip(splat, 0, 1) * 255).astype(np.uint8)])
+                cv2.putText(tile, mesh.name, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+                tiles.append(tile)
+    columns = 4
+    tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % columns)
+    sheet = np.vstack([np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(sheet).save(args.out, optimize=True)
+    print("\n".join(lines))
+    print(f"held-out views: {HELD_OUT_VIEWS} per object, default lighting; figure (mesh | Gaussians): {args.out}")
     return 0
 
 

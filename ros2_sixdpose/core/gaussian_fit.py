@@ -50,6 +50,7 @@ class GaussianFitConfig:
     spread: float = 0.7  # tangential sigma / sample spacing
     flatness: float = 0.1  # normal sigma / tangential sigma
     opacity: float = 0.9  # initial opacity
+    inset: float = 0.5  # seeds sink this many tangential sigmas below the surface (gaussian_seed.flat_gaussians)
     hull_resolution: int = 64  # voxels per side of the visual hull (objects without a mesh)
     steps: int = 300  # optimisation steps, one view each
     lr_sh: float = 0.01
@@ -70,6 +71,8 @@ class GaussianFitConfig:
             raise ValueError(f"GaussianFitConfig.steps must be >= 0, got {self.steps}")
         if self.sh_degree not in (0, 1):
             raise ValueError(f"GaussianFitConfig.sh_degree must be 0 or 1, got {self.sh_degree}")
+        if self.inset < 0:
+            raise ValueError(f"GaussianFitConfig.inset must be >= 0, got {self.inset}")
         for name in ("fill", "distance", "spread", "flatness"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"GaussianFitConfig.{name} must be > 0, got {getattr(self, name)}")
@@ -155,11 +158,12 @@ def build_gaussian_object(views: Sequence[ReferenceView], config: GaussianFitCon
     t0 = time.perf_counter()
     rng = np.random.default_rng(config.seed)
     if mesh is not None:
-        model = seed_from_mesh(mesh, config.n_gaussians, config.spread, config.flatness, config.opacity, rng)
+        model = seed_from_mesh(mesh, config.n_gaussians, config.spread, config.flatness, config.opacity, config.inset,
+                               rng)
     else:
         masks = [PosedMask(v.mask, v.K, v.T_cam_obj) for v in views]
         model = seed_from_masks(masks, config.n_gaussians, config.spread, config.flatness, config.opacity,
-                                config.hull_resolution, rng)
+                                config.inset, config.hull_resolution, rng)
     model = init_colors(model, views, config.sh_degree)
     seeded = time.perf_counter() - t0
     if config.steps:
@@ -264,7 +268,8 @@ def _loss(rgb: torch.Tensor, alpha: torch.Tensor, target: torch.Tensor, mask: to
     """(1 - l) L1 + l (1 - SSIM) on rgb (H, W, 3), plus mask_weight x L1 of alpha (H, W) against the mask."""
     l1 = (rgb - target).abs().mean()
     d_ssim = 1 - ssim(rgb.permute(2, 0, 1)[None], target.permute(2, 0, 1)[None])
-    return (1 - config.ssim_weight) * l1 + config.ssim_weight * d_ssim + config.mask_weight * (alpha - mask).abs().mean()
+    mask_l1 = (alpha - mask).abs().mean()
+    return (1 - config.ssim_weight) * l1 + config.ssim_weight * d_ssim + config.mask_weight * mask_l1
 
 
 def _targets(view: ReferenceView, device: str) -> tuple[torch.Tensor, torch.Tensor]:

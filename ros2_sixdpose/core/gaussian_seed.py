@@ -39,11 +39,17 @@ def frames_from_normals(normals: np.ndarray) -> np.ndarray:
 
 
 def flat_gaussians(points: np.ndarray, normals: np.ndarray, area: float, colors: np.ndarray,
-                   spread: float, flatness: float, opacity: float) -> GaussianModel:
-    """Gaussians at points (N, 3) m, flat along normals (N, 3), sized for a surface of `area` m^2."""
+                   spread: float, flatness: float, opacity: float, inset: float) -> GaussianModel:
+    """Gaussians flat along normals (N, 3), sized for a surface of `area` m^2, at points (N, 3) m moved
+    `inset` x their tangential sigma inwards.
+
+    Why the inset: splats lying exactly on the surface draw a silhouette about one pixel too wide all round
+    (stacked footprints along grazing rays, each widened by the 0.3 px^2 low-pass); sunk half a sigma, the
+    duck's held-out silhouette IoU went from 0.950 to 0.988 and its PSNR from 21.7 to 24.5 dB before any fit.
+    """
     sigma = spread * np.sqrt(area / len(points))
     scales = np.tile([sigma, sigma, flatness * sigma], (len(points), 1))
-    return GaussianModel(means=points, quats=frames_from_normals(normals), scales=scales,
+    return GaussianModel(means=points - inset * sigma * normals, quats=frames_from_normals(normals), scales=scales,
                          opacities=np.full(len(points), opacity), sh=rgb_to_sh_dc(colors)[:, None, :],
                          normals=normals)
 
@@ -127,15 +133,15 @@ def visual_hull(views: Sequence[PosedMask], resolution: int, radius: float
     return grid[surface.reshape(-1)], normals, 2 * radius / resolution
 
 
-def seed_from_mesh(model: ObjectModel, n: int, spread: float, flatness: float, opacity: float,
+def seed_from_mesh(model: ObjectModel, n: int, spread: float, flatness: float, opacity: float, inset: float,
                    rng: np.random.Generator) -> GaussianModel:
     """n flat Gaussians sampled on the mesh surface, coloured by its albedo."""
     points, normals, albedo, area = sample_mesh_surface(model, n, rng)
-    return flat_gaussians(points, normals, area, albedo, spread, flatness, opacity)
+    return flat_gaussians(points, normals, area, albedo, spread, flatness, opacity, inset)
 
 
 def seed_from_masks(views: Sequence[PosedMask], n: int, spread: float, flatness: float, opacity: float,
-                    resolution: int, rng: np.random.Generator) -> GaussianModel:
+                    inset: float, resolution: int, rng: np.random.Generator) -> GaussianModel:
     """n flat Gaussians on the visual hull of posed masks (an object with no mesh), grey."""
     radius = _object_radius(views)
     centres, normals, voxel = visual_hull(views, resolution, radius)
@@ -145,7 +151,7 @@ def seed_from_masks(views: Sequence[PosedMask], n: int, spread: float, flatness:
     jitter -= np.einsum("ij,ij->i", jitter, normals[pick])[:, None] * normals[pick]
     area = len(centres) * voxel**2
     return flat_gaussians(centres[pick] + jitter, normals[pick], area, np.full((n, 3), DEFAULT_GREY),
-                          spread, flatness, opacity)
+                          spread, flatness, opacity, inset)
 
 
 def _object_radius(views: Sequence[PosedMask]) -> float:

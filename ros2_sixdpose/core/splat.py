@@ -4,10 +4,11 @@
 one object, in the project's camera convention (OpenCV; pixel (u, v) centred at integer (u, v), as the mesh
 `Renderer`). The backends:
 - "cuda": `gsplat.rasterization`, gsplat's tile rasteriser; needs an NVIDIA GPU.
-- "cpu": the project's own rasteriser (splat_gl.py): gsplat's rasteriser is a CUDA kernel only, so on a
-  machine without CUDA (this one, CI, most robot PCs) the footprints are drawn as depth-sorted, alpha-blended
-  quads through OpenGL (Mesa's llvmpipe on EGL), after the EWA projection of splat_projection.py, which
-  reproduces gsplat's.
+- "cpu": the project's own rasteriser (splat_cpu.py): gsplat's rasteriser is a CUDA kernel only, so on a
+  machine without CUDA (this one, CI, most robot PCs) the EWA projection of splat_projection.py (gsplat's
+  maths, tested against its pure-torch reference) feeds a numba-compiled copy of gsplat's per-pixel
+  front-to-back compositing.
+Both render gsplat's "antialiased" mode (opacity compensated for the 0.3 px^2 low-pass dilation).
 "auto" takes CUDA when torch sees a GPU and gsplat's kernels load, else the CPU backend.
 """
 from __future__ import annotations

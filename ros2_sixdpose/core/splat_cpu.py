@@ -3,7 +3,8 @@
 Why by hand: gsplat's rasteriser is a CUDA kernel only. Here numpy projects the Gaussians
 (splat_projection.py, gsplat's maths), drops those facing away when their normals are known, and sorts them
 near to far; a compiled loop then composites each one over the pixels of its 3.33-sigma box as gsplat's
-kernel does per pixel: alpha = min(0.999, o exp(-d^T conic d / 2)) at the pixel centre, skipped below 1/255,
+kernel does per pixel: alpha = min(0.999, o c exp(-d^T conic d / 2)) at the pixel centre (c: the
+antialiasing compensation of splat_projection.py), skipped below 1/255,
 C = sum_i c_i alpha_i T_i with T_i = prod_{j<i} (1 - alpha_j), and a pixel stops once T would fall to 1e-4.
 An OpenGL version (one blended point sprite per Gaussian on llvmpipe) was measured first and cost 10-40 ms
 per 96 x 96 render of 5k Gaussians, about 2.6 us per primitive before any pixel is drawn; this loop costs
@@ -12,7 +13,6 @@ opacities and conics (`composite_backward`), which the CPU fit of a Gaussian obj
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import numba
@@ -199,12 +199,15 @@ def _composite_backward(means2d, conics, radii, colors, opacities, color, trans,
 
 
 class CpuSplatBackend:
-    """Models with their covariance factors precomputed; renders with `footprints` + `composite`."""
+    """Models with their covariance factors precomputed; renders with `footprints` + `composite`.
+
+    Safe to call from several threads: nothing is shared but read-only arrays, and the compiled loop
+    releases the GIL.
+    """
 
     def __init__(self, models: dict[int, GaussianModel]) -> None:
         """Precompute each model's covariance factors (float32)."""
         self._models = {obj_id: (m, covariance_factors(m.quats, m.scales)) for obj_id, m in models.items()}
-        self._lock = threading.Lock()
 
     @property
     def object_ids(self) -> tuple[int, ...]:
