@@ -48,25 +48,28 @@ class Footprints:
 def footprints(model: GaussianModel, factors: np.ndarray, T: np.ndarray, K: np.ndarray,
                width: int, height: int) -> Footprints:
     """Project `model` (covariance factors (N, 3, 3) from `covariance_factors`) at T_cam_obj (4, 4), K (3, 3)."""
-    proj = project_gaussians(model.means, factors, T, gsplat_K(K), width, height)
-    drawn = proj.radii.any(axis=1)
     camera_center = (-T[:3, :3].T @ T[:3, 3]).astype(np.float32)
+    candidates = np.arange(len(model))
     if model.normals is not None:
         # A flat surface Gaussian facing away is hidden behind the near side of the object: skipping it
         # halves the work; the slack keeps the ones near the silhouette, where normals are least exact.
         view = model.means - camera_center
-        drawn &= np.einsum("ij,ij->i", model.normals, view) < BACKFACE_SLACK * np.linalg.norm(view, axis=1)
-    keep = np.flatnonzero(drawn)
-    keep = keep[np.argsort(proj.depths[keep], kind="stable")]
+        distance = np.sqrt(np.einsum("ij,ij->i", view, view))
+        facing = np.einsum("ij,ij->i", model.normals, view) < BACKFACE_SLACK * distance
+        candidates = np.flatnonzero(facing)
+    proj = project_gaussians(model.means[candidates], factors[candidates], T, gsplat_K(K), width, height)
+    order = np.flatnonzero(proj.radii[:, 0] > 0)
+    order = order[np.argsort(proj.depths[order], kind="stable")]
+    keep = candidates[order]
     return Footprints(
-        means2d=np.ascontiguousarray(proj.means2d[keep], dtype=np.float32),
-        conics=np.ascontiguousarray(proj.conics[keep], dtype=np.float32),
-        radii=np.ascontiguousarray(proj.radii[keep]),
-        colors=np.ascontiguousarray(model.colors(camera_center)[keep]),
-        opacities=np.ascontiguousarray(model.opacities[keep] * proj.compensations[keep], dtype=np.float32),
-        depths=np.ascontiguousarray(proj.depths[keep], dtype=np.float32),
+        means2d=np.ascontiguousarray(proj.means2d[order], dtype=np.float32),
+        conics=np.ascontiguousarray(proj.conics[order], dtype=np.float32),
+        radii=np.ascontiguousarray(proj.radii[order]),
+        colors=model.colors(camera_center, keep),
+        opacities=np.ascontiguousarray(model.opacities[keep] * proj.compensations[order], dtype=np.float32),
+        depths=np.ascontiguousarray(proj.depths[order], dtype=np.float32),
         index=keep,
-        compensations=proj.compensations[keep],
+        compensations=proj.compensations[order],
     )
 
 
@@ -111,6 +114,20 @@ def _box(m, r, size):
     return max(0, int(np.ceil(m - r))), min(size, int(np.floor(m + r)) + 1)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _row_span(ca, cb, cc, dy, limit, m, x0, x1):
+    """Pixels x in [x0, x1) of one row where the Gaussian's power ca dx^2 + cb dx dy + cc dy^2 stays below
+    `limit` (dx = x - m): the row's chord of the ellipse, so pixels whose alpha is under 1/255 cost nothing."""
+    b = cb * dy
+    disc = b * b - 4.0 * ca * (cc * dy * dy - limit)
+    if disc < 0.0 or ca <= 0.0:
+        return x0, x0
+    root = np.sqrt(disc)
+    lo = max(x0, int(np.ceil(m + (-b - root) / (2.0 * ca))))
+    hi = min(x1, int(np.floor(m + (-b + root) / (2.0 * ca))) + 1)
+    return lo, max(lo, hi)
+
+
 @numba.njit(cache=True, nogil=True)
 def _composite(means2d, conics, radii, colors, opacities, depths, color, trans, wdepth):
     """In-place front-to-back compositing of Gaussians sorted near to far (see the module docstring)."""
@@ -118,11 +135,15 @@ def _composite(means2d, conics, radii, colors, opacities, depths, color, trans, 
     for g in range(len(opacities)):
         mx, my = means2d[g, 0] - 0.5, means2d[g, 1] - 0.5  # so that pixel x's centre is at d = x - mx
         ca, cb, cc, opacity = 0.5 * conics[g, 0], conics[g, 1], 0.5 * conics[g, 2], opacities[g]
+        if opacity < ALPHA_MIN:
+            continue
+        limit = np.log(opacity / ALPHA_MIN)  # power beyond which alpha < 1/255
         x0, x1 = _box(mx, radii[g, 0], width)
         y0, y1 = _box(my, radii[g, 1], height)
         for y in range(y0, y1):
             dy = y - my
-            for x in range(x0, x1):
+            xa, xb = _row_span(ca, cb, cc, dy, limit, mx, x0, x1)
+            for x in range(xa, xb):
                 T = trans[y, x]
                 if T <= T_MIN:
                     continue
@@ -160,11 +181,15 @@ def _composite_backward(means2d, conics, radii, colors, opacities, color, trans,
     for g in range(len(opacities)):
         mx, my = means2d[g, 0] - 0.5, means2d[g, 1] - 0.5
         ca, cb, cc, opacity = 0.5 * conics[g, 0], conics[g, 1], 0.5 * conics[g, 2], opacities[g]
+        if opacity < ALPHA_MIN:
+            continue
+        limit = np.log(opacity / ALPHA_MIN)
         x0, x1 = _box(mx, radii[g, 0], width)
         y0, y1 = _box(my, radii[g, 1], height)
         for y in range(y0, y1):
             dy = y - my
-            for x in range(x0, x1):
+            xa, xb = _row_span(ca, cb, cc, dy, limit, mx, x0, x1)
+            for x in range(xa, xb):
                 if done[y, x]:
                     continue
                 dx = x - mx
