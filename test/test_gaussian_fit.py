@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from ros2_sixdpose.cli import main as sixdpose
+from ros2_sixdpose.config import load_config
 from ros2_sixdpose.cli.objects import HELD_OUT_SEED, HELD_OUT_VIEWS
 from ros2_sixdpose.core.gaussian_fit import (GaussianFitConfig, build_gaussian_object, render_reference_views,
                                             score_views)
@@ -21,9 +21,21 @@ MODELS = ROOT / "assets" / "models"
 GAUSSIANS = ROOT / "assets" / "gaussians"
 CONFIG = GaussianFitConfig()
 
-# Held-out views (12, default lighting) of the shipped objects, measured with the shipped configuration:
-# obj: (IoU mean, IoU min, PSNR mean dB, PSNR min dB). Bounds sit a margin below.
-MEASURED = {}
+# Held-out views (12, default lighting, 128 px) of the objects `make setup` builds with the shipped
+# configuration, measured (`sixdpose objects compare`): obj: (IoU mean, IoU min, PSNR mean dB, PSNR min dB).
+# The issue asks IoU >= 0.95 and PSNR >= 25 dB: IoU holds for every view of every object; PSNR's mean holds
+# for all but the textured lego brick (24.4 dB: its printed studs and edges are finer than 5000 Gaussians at
+# 128 px resolve), and single views of five objects dip below it. Bounds sit a margin below the measurements.
+MEASURED = {
+    1: (0.988, 0.985, 26.5, 24.7),  # duck
+    2: (0.981, 0.975, 26.2, 23.4),  # bunny
+    3: (0.987, 0.984, 32.3, 29.7),  # teddy
+    4: (0.990, 0.982, 28.6, 26.9),  # mug
+    5: (0.971, 0.955, 24.4, 22.0),  # lego
+    6: (0.983, 0.966, 31.2, 25.1),  # jenga
+    7: (0.983, 0.955, 31.8, 25.7),  # domino
+    8: (0.990, 0.980, 28.1, 24.6),  # torus
+}
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +51,8 @@ def test_shipped_gaussians_match_mesh_on_held_out_views(models, obj_id, one_torc
     assert path.is_file(), f"{path} missing: `make setup` builds assets/gaussians"
     held_out = render_reference_views(models[obj_id], HELD_OUT_VIEWS, CONFIG, seed=HELD_OUT_SEED, lighting_jitter=0.0)
     scores = score_views(load_ply(path), held_out)
-    print(f"DBG {obj_id}: ({scores.iou.mean():.3f}, {scores.iou.min():.3f}, {scores.psnr.mean():.1f}, "
-          f"{scores.psnr.min():.1f})")
     iou_mean, iou_min, psnr_mean, psnr_min = MEASURED[obj_id]
-    assert scores.iou.mean() >= iou_mean - 0.01
+    assert scores.iou.mean() >= max(0.95, iou_mean - 0.01)
     assert scores.iou.min() >= iou_min - 0.02
     assert scores.psnr.mean() >= psnr_mean - 1.0
     assert scores.psnr.min() >= psnr_min - 1.5
@@ -76,6 +86,15 @@ def test_novel_object_from_posed_masks(models, tmp_path, one_torch_thread):
     # Measured: IoU 0.953 (min 0.949), PSNR 25.4 dB at 64 px with 2000 Gaussians.
     assert scores.iou.mean() >= 0.93
     assert scores.psnr.mean() >= 23.5
+
+
+def test_shipped_yaml_equals_code_defaults():
+    """config/gaussians.yaml holds exactly the code's defaults; bad values are refused by name."""
+    assert load_config(GaussianFitConfig, ROOT / "config" / "gaussians.yaml") == GaussianFitConfig()
+    with pytest.raises(ValueError, match="opacity"):
+        GaussianFitConfig(opacity=1.0)
+    with pytest.raises(ValueError, match="sh_degree"):
+        GaussianFitConfig(sh_degree=3)
 
 
 def test_reference_folder_errors(tmp_path):
