@@ -2,13 +2,11 @@
 held-out views, the CPU fit, the novel-object path from posed masks, and the reference-view folder format."""
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import pytest
 
-from ros2_sixdpose.bench import splat as bench_splat
 from ros2_sixdpose.cli import main as sixdpose
 from ros2_sixdpose.config import load_config
 from ros2_sixdpose.cli.objects import HELD_OUT_SEED, HELD_OUT_VIEWS
@@ -132,10 +130,8 @@ def test_cli_writes_ply_and_record(tmp_path, one_torch_thread):
 
 def test_bench_splat_writes_figures(tmp_path, one_torch_thread):
     """`sixdpose bench splat` times every shipped object and writes its figures as JSON."""
-    parser = argparse.ArgumentParser()
-    bench_splat.add_arguments(parser)
     out = tmp_path / "splat.json"
-    assert bench_splat.run(parser.parse_args(["--gaussians", str(GAUSSIANS), "--renders", "3", "--out", str(out)])) == 0
+    assert sixdpose(["bench", "splat", "--gaussians", str(GAUSSIANS), "--renders", "3", "--out", str(out)]) == 0
     figures = json.loads(out.read_text())
     assert [row["obj_id"] for row in figures["objects"]] == list(range(1, 9))
     assert figures["backend"] == "cpu" and all(row["median_ms"] > 0 for row in figures["objects"])

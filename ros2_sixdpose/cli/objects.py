@@ -1,5 +1,6 @@
-"""`sixdpose objects build|list|gaussians|views|compare`: make the object set, list a BOP models folder,
-build 3D Gaussian objects, write posed reference views (the input format of Gaussian objects from
+"""`sixdpose objects build|list|add|gaussians|views|compare`: make the project's object set, list the objects of
+any BOP models folder, add a new object to one from its mesh (no training: retrieval and refinement work from the
+model alone), build 3D Gaussian objects, write posed reference views (the input format of Gaussian objects from
 photographs), or score Gaussian objects against their meshes."""
 from __future__ import annotations
 
@@ -10,38 +11,29 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
-from PIL import Image
-from scipy.spatial.transform import Rotation
-
-from ros2_sixdpose.config import load_config
-from ros2_sixdpose.core.gaussian_fit import (GaussianFitConfig, build_gaussian_object, render_reference_views,
-                                            score_views)
-from ros2_sixdpose.core.gaussians import load_ply, save_ply
-from ros2_sixdpose.core.objects import ObjectModel, ObjectRegistry, model_file_name
-from ros2_sixdpose.core.splat import GaussianRenderer
-from ros2_sixdpose.data.objectset import build_object_set
-from ros2_sixdpose.data.reference_views import load_reference_views, save_reference_views
+from ros2_sixdpose.paths import config_file, gaussians_dir, models_dir
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODELS_DIR = Path("assets/models")
-DEFAULT_GAUSSIANS_DIR = Path("assets/gaussians")
-GAUSSIANS_CONFIG = Path(__file__).resolve().parents[2] / "config" / "gaussians.yaml"
 HELD_OUT_VIEWS = 12  # mesh-rendered views, not used in the fit, on which the JSON record scores the model
 HELD_OUT_SEED = 1000  # seed of their viewpoints (the fit's views use the config's seed)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `objects` with its `build` and `list` actions."""
+    """Add `objects` with its `build`, `list` and `add` actions."""
     parser = subparsers.add_parser("objects", help="build the object set or list a BOP models folder")
     actions = parser.add_subparsers(dest="action", required=True)
     build = actions.add_parser("build", help="write the object set (from pybullet_data) as a BOP models folder")
-    build.add_argument("--out", type=Path, default=DEFAULT_MODELS_DIR, help="models folder to write")
+    build.add_argument("--out", type=Path, default=models_dir(), help="models folder to write")
     build.add_argument("--force", action="store_true", help="rebuild even when the folder is up to date")
     listing = actions.add_parser("list", help="print the objects of a BOP models folder")
-    listing.add_argument("--models", type=Path, default=DEFAULT_MODELS_DIR, help="BOP models folder")
+    listing.add_argument("--models", type=Path, default=models_dir(), help="BOP models folder")
+    add = actions.add_parser("add", help="add a mesh as a new object (next free id) to a BOP models folder")
+    add.add_argument("--models", type=Path, required=True, help="BOP models folder to add to (changed in place)")
+    add.add_argument("--mesh", type=Path, required=True, help="mesh file (OBJ, PLY, STL, ... as trimesh reads)")
+    add.add_argument("--name", required=True, help="the object's name (its TF frame sixdpose/<name>)")
+    add.add_argument("--scale", type=float, default=1.0, help="metres per mesh unit (e.g. 0.001 for mm)")
+    add.add_argument("--color", type=_rgb, default=None, help="R,G,B in [0, 1]: a uniform colour instead of a texture")
     gaussians = actions.add_parser(
         "gaussians", help="build a 3D Gaussian object (3DGS PLY) per object from posed reference views",
         description="Reference views are rendered around each mesh of --models, or read from --images "
@@ -49,10 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "the mesh when --models has it, else on the masks' visual hull). Writes OUT/obj_XXXXXX.ply "
                     "and a JSON record of how it was built.")
     gaussians.add_argument("--models", type=Path, default=None,
-                           help=f"BOP models folder (default {DEFAULT_MODELS_DIR} unless --images is given)")
+                           help="BOP models folder (default: the object set, unless --images is given)")
     gaussians.add_argument("--images", type=Path, default=None, help="folder of per-object reference-view folders")
-    gaussians.add_argument("--out", type=Path, default=DEFAULT_GAUSSIANS_DIR, help="folder for the PLY files")
-    gaussians.add_argument("--config", type=Path, default=GAUSSIANS_CONFIG, help="GaussianFitConfig YAML")
+    gaussians.add_argument("--out", type=Path, default=gaussians_dir(), help="folder for the PLY files")
+    gaussians.add_argument("--config", type=Path, default=config_file("gaussians.yaml"), help="GaussianFitConfig YAML")
     gaussians.add_argument("--views", type=int, default=None, help="reference views rendered per mesh")
     gaussians.add_argument("--gaussians", type=int, default=None, help="Gaussians per object")
     gaussians.add_argument("--steps", type=int, default=None, help="optimisation steps per object")
@@ -60,25 +52,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gaussians.add_argument("--objects", type=int, nargs="+", default=None, help="object ids (default: all)")
     views = actions.add_parser("views", help="write posed reference views of each mesh (example input of "
                                              "`objects gaussians --images`)")
-    views.add_argument("--models", type=Path, default=DEFAULT_MODELS_DIR, help="BOP models folder")
+    views.add_argument("--models", type=Path, default=models_dir(), help="BOP models folder")
     views.add_argument("--out", type=Path, required=True, help="folder for the obj_XXXXXX/ view folders")
     views.add_argument("--views", type=int, default=None, help="views per object")
-    views.add_argument("--config", type=Path, default=GAUSSIANS_CONFIG, help="GaussianFitConfig YAML")
+    views.add_argument("--config", type=Path, default=config_file("gaussians.yaml"), help="GaussianFitConfig YAML")
     compare = actions.add_parser("compare", help="score Gaussian objects against their meshes on held-out views "
                                                  "and draw mesh | Gaussian renders side by side")
-    compare.add_argument("--models", type=Path, default=DEFAULT_MODELS_DIR, help="BOP models folder")
-    compare.add_argument("--gaussians", type=Path, default=DEFAULT_GAUSSIANS_DIR, help="folder of obj_XXXXXX.ply")
+    compare.add_argument("--models", type=Path, default=models_dir(), help="BOP models folder")
+    compare.add_argument("--gaussians", type=Path, default=gaussians_dir(), help="folder of obj_XXXXXX.ply")
     compare.add_argument("--out", type=Path, default=Path("docs/gaussians.png"), help="PNG figure")
-    compare.add_argument("--config", type=Path, default=GAUSSIANS_CONFIG, help="GaussianFitConfig YAML (view size)")
+    compare.add_argument("--config", type=Path, default=config_file("gaussians.yaml"), help="GaussianFitConfig YAML (view size)")
     parser.set_defaults(func=run)
 
 
+def _rgb(text: str) -> tuple[float, float, float]:
+    """Parse 'R,G,B' with values in [0, 1]."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(0.0 <= v <= 1.0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected R,G,B with values in [0, 1], got {text!r}")
+    return values
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run `objects build` or `objects list`; 1 with a message on bad input."""
+    """Run `objects build`, `list`, `add`, `gaussians`, `views` or `compare`; 1 with a message on bad input."""
+    from ros2_sixdpose.core.object_table import object_table
+    from ros2_sixdpose.core.objects import ObjectRegistry
+    from ros2_sixdpose.data.objectset import add_object, build_object_set
+
     try:
         if args.action == "build":
             built = build_object_set(args.out, force=args.force)
             print(f"{'built' if built else 'up to date'}: {args.out}")
+            return 0
+        if args.action == "add":
+            model = add_object(args.models, args.mesh, args.name, args.scale, args.color)
+            print(f"added object {model.obj_id} {model.name!r} ({1000 * model.diameter:.1f} mm) to {args.models}")
             return 0
         if args.action == "gaussians":
             return build_gaussians(args)
@@ -93,8 +104,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
-def _fit_config(args: argparse.Namespace) -> GaussianFitConfig:
-    """The YAML's configuration with the command line's overrides."""
+def _fit_config(args: argparse.Namespace):
+    """The YAML's `GaussianFitConfig` with the command line's overrides."""
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.core.gaussian_fit import GaussianFitConfig
+
     overrides = {key: value for key, value in (("views", args.views), ("n_gaussians", getattr(args, "gaussians", None)),
                                                ("steps", getattr(args, "steps", None))) if value is not None}
     return load_config(GaussianFitConfig, args.config, overrides)
@@ -102,9 +116,14 @@ def _fit_config(args: argparse.Namespace) -> GaussianFitConfig:
 
 def build_gaussians(args: argparse.Namespace) -> int:
     """`objects gaussians`: one PLY + JSON record per object; returns 0."""
+    from ros2_sixdpose.core.gaussian_fit import build_gaussian_object, render_reference_views, score_views
+    from ros2_sixdpose.core.gaussians import save_ply
+    from ros2_sixdpose.core.objects import ObjectRegistry, model_file_name
+    from ros2_sixdpose.data.reference_views import load_reference_views
+
     config = _fit_config(args)
-    models_dir = args.models if args.models is not None or args.images is not None else DEFAULT_MODELS_DIR
-    meshes = ObjectRegistry.from_dir(models_dir).models if models_dir is not None else {}
+    models_folder = args.models if args.models is not None or args.images is not None else models_dir()
+    meshes = ObjectRegistry.from_dir(models_folder).models if models_folder is not None else {}
     if args.images is not None:
         folders = sorted(p for p in args.images.glob("obj_*") if p.is_dir())
         if not folders:
@@ -128,7 +147,7 @@ def build_gaussians(args: argparse.Namespace) -> int:
         path = args.out / model_file_name(obj_id)
         save_ply(path, model)
         record.update(obj_id=obj_id, command=" ".join(["sixdpose"] + sys.argv[1:]),
-                      source=str(sources[obj_id] or models_dir), seconds=round(time.perf_counter() - t0, 2))
+                      source=str(sources[obj_id] or models_folder), seconds=round(time.perf_counter() - t0, 2))
         summary = ""
         if mesh is not None:
             held_out = render_reference_views(mesh, HELD_OUT_VIEWS, config, seed=HELD_OUT_SEED, lighting_jitter=0.0)
@@ -148,6 +167,10 @@ def build_gaussians(args: argparse.Namespace) -> int:
 
 def write_views(args: argparse.Namespace) -> int:
     """`objects views`: OUT/obj_XXXXXX/ reference-view folders rendered around each mesh; returns 0."""
+    from ros2_sixdpose.core.gaussian_fit import render_reference_views
+    from ros2_sixdpose.core.objects import ObjectRegistry, model_file_name
+    from ros2_sixdpose.data.reference_views import save_reference_views
+
     config = _fit_config(args)
     for model in ObjectRegistry.from_dir(args.models):
         folder = args.out / model_file_name(model.obj_id).removesuffix(".ply")
@@ -159,6 +182,16 @@ def write_views(args: argparse.Namespace) -> int:
 def compare_gaussians(args: argparse.Namespace) -> int:
     """`objects compare`: held-out IoU / PSNR per object printed, and a PNG of two held-out views per object,
     mesh render beside Gaussian render (CPU backend); returns 0."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.core.gaussian_fit import GaussianFitConfig, render_reference_views, score_views
+    from ros2_sixdpose.core.gaussians import load_ply
+    from ros2_sixdpose.core.objects import ObjectRegistry, model_file_name
+    from ros2_sixdpose.core.splat import GaussianRenderer
+
     config = load_config(GaussianFitConfig, args.config)
     tiles, lines = [], [f"{'id':>3} {'name':<10}{'IoU mean':>9}{'IoU min':>9}{'PSNR dB':>9}{'min':>7}{'object':>8}"]
     for mesh in ObjectRegistry.from_dir(args.models):
@@ -185,47 +218,3 @@ def compare_gaussians(args: argparse.Namespace) -> int:
     print("\n".join(lines))
     print(f"held-out views: {HELD_OUT_VIEWS} per object, default lighting; figure (mesh | Gaussians): {args.out}")
     return 0
-
-
-def object_table(registry: ObjectRegistry) -> str:
-    """A plain-text table of the registry: id, name, diameter and size (mm), appearance, symmetries."""
-    header = ("id", "name", "diameter mm", "size mm", "appearance", "symmetry")
-    rows = [header]
-    for model in registry:
-        size = " x ".join(f"{s * 1000:.1f}" for s in model.bbox_size)
-        diameter = f"{model.diameter * 1000:.1f}"
-        rows.append((str(model.obj_id), model.name, diameter, size, _appearance(model), describe_symmetries(model)))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
-
-
-def describe_symmetries(model: ObjectModel) -> str:
-    """Symmetries in words, e.g. `continuous about z; 180 deg about x`, or `none`."""
-    parts = [f"continuous about {_axis_name(sym.axis)}" for sym in model.symmetries_continuous]
-    for T in model.symmetries_discrete:
-        rotvec = Rotation.from_matrix(np.asarray(T)[:3, :3]).as_rotvec()
-        angle = np.linalg.norm(rotvec)
-        axis = rotvec / max(angle, 1e-12)
-        if axis[np.argmax(np.abs(axis))] < 0:  # -90 deg about z reads better as 270 deg about z
-            axis, angle = -axis, 2.0 * np.pi - angle
-        parts.append(f"{np.degrees(angle):.0f} deg about {_axis_name(axis)}")
-    return "; ".join(parts) or "none"
-
-
-def _axis_name(axis: np.ndarray) -> str:
-    """'x', 'y', 'z' (or '-x'...) for a model axis, else the rounded vector."""
-    axis = np.asarray(axis, dtype=np.float64)
-    index = int(np.argmax(np.abs(axis)))
-    if abs(axis[index]) > 1.0 - 1e-6:
-        return ("-" if axis[index] < 0 else "") + "xyz"[index]
-    return str(np.round(axis, 3).tolist())
-
-
-def _appearance(model: ObjectModel) -> str:
-    """`texture WxH`, `colour #rrggbb` (the mean vertex colour) or `untextured`."""
-    if model.texture is not None:
-        return f"texture {model.texture.shape[1]}x{model.texture.shape[0]}"
-    if model.colors is not None:
-        r, g, b = np.round(model.colors.mean(axis=0) * 255).astype(int)
-        return f"colour #{r:02x}{g:02x}{b:02x}"
-    return "untextured"

@@ -15,31 +15,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 
 from ros2_sixdpose.core.gaussians import GaussianModel
+from ros2_sixdpose.core.splat_result import ALPHA_COVERED, SplatRender
+
+__all__ = ["ALPHA_COVERED", "BACKENDS", "GaussianRenderer", "SplatRender", "cuda_available"]
 
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "cpu", "cuda")
-# Alpha above which a pixel counts as covered (its depth is reported, it is in the silhouette).
-ALPHA_COVERED = 0.5
-
-
-@dataclass
-class SplatRender:
-    """One rendered object on black.
-
-    rgb: (H, W, 3) float32 in [0, 1], premultiplied by alpha (black background).
-    alpha: (H, W) float32 in [0, 1], accumulated opacity.
-    depth: (H, W) float32, metres, alpha-weighted expected camera z where alpha > 0.5, else 0.
-    """
-
-    rgb: np.ndarray
-    alpha: np.ndarray
-    depth: np.ndarray
 
 
 def cuda_available() -> bool:
@@ -108,11 +94,3 @@ class GaussianRenderer:
     def __exit__(self, *exc: object) -> None:
         """Close the renderer."""
         self.close()
-
-
-def finish_depth(weighted_depth: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Expected z (H, W) float32 from sum(w z) and alpha, 0 where alpha <= ALPHA_COVERED."""
-    covered = alpha > ALPHA_COVERED
-    depth = np.zeros_like(alpha, dtype=np.float32)
-    depth[covered] = weighted_depth[covered] / alpha[covered]
-    return depth

@@ -19,14 +19,12 @@ import numba
 import numpy as np
 
 from ros2_sixdpose.core.gaussians import GaussianModel
-from ros2_sixdpose.core.splat import SplatRender, finish_depth
+from ros2_sixdpose.core.splat_result import BACKFACE_SLACK, SplatRender, finish_depth
 from ros2_sixdpose.core.splat_projection import covariance_factors, gsplat_K, project_gaussians
 
 ALPHA_MIN = 1.0 / 255.0  # gsplat's ALPHA_THRESHOLD
 ALPHA_MAX = 0.999
 T_MIN = 1e-4  # transmittance at which gsplat stops a pixel
-# cos of the angle past 90 deg up to which a Gaussian with a known normal still counts as facing the camera.
-BACKFACE_SLACK = 0.2
 
 
 @dataclass

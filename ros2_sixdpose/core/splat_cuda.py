@@ -11,8 +11,7 @@ import torch
 from gsplat import rasterization
 
 from ros2_sixdpose.core.gaussians import GaussianModel
-from ros2_sixdpose.core.splat import SplatRender, finish_depth
-from ros2_sixdpose.core.splat_cpu import BACKFACE_SLACK
+from ros2_sixdpose.core.splat_result import BACKFACE_SLACK, SplatRender, finish_depth
 from ros2_sixdpose.core.splat_projection import NEAR, gsplat_K
 
 
