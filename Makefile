@@ -13,7 +13,7 @@ TF2_MSGS_FILES := ros/tf2_msgs/package.xml ros/tf2_msgs/CMakeLists.txt $(wildcar
 
 .PHONY: setup test demo bench clean
 
-setup: $(VENV)/.stamp-deps install/.stamp-msgs assets/models/.stamp out/retrieval_banks/.stamp
+setup: $(VENV)/.stamp-deps install/.stamp-msgs assets/models/.stamp assets/gaussians/.stamp out/retrieval_banks/.stamp
 
 $(VENV)/.stamp-deps: requirements.txt requirements-ros.txt constraints.txt setup.py scripts/fix_ros_cmake_paths.py
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,12 @@ assets/models/.stamp: $(VENV)/.stamp-deps ros2_sixdpose/data/objectset.py ros2_s
 # Template banks of the refiner's retrieval (about 17 s): cached here so that nodes and tests start in seconds.
 out/retrieval_banks/.stamp: assets/models/.stamp config/refiner.yaml $(wildcard ros2_sixdpose/estimation/retrieval/*.py)
 	$(VENV)/bin/sixdpose objects banks --config config/refiner.yaml
+	touch $@
+
+# 3D Gaussian objects of the object set (GS-Pose's refiner renders them); a few minutes on one core.
+GAUSSIAN_SOURCES := $(wildcard ros2_sixdpose/core/gaussian*.py ros2_sixdpose/core/splat*.py) config/gaussians.yaml
+assets/gaussians/.stamp: assets/models/.stamp $(GAUSSIAN_SOURCES)
+	$(VENV)/bin/sixdpose objects gaussians --models assets/models --out assets/gaussians
 	touch $@
 
 test: setup

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ros2_sixdpose.paths import OUT_DIR, WEIGHTS_DIR, config_file, package_root
+from ros2_sixdpose.paths import OUT_DIR, WEIGHTS_DIR, config_file, gaussians_dir, package_root
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      "objects, and peak RSS", _pipeline_arguments, run_pipeline),
         ("refiner", "ms per object of retrieval + render-and-compare refinement from 15 deg / 2 cm starts",
          _refiner_arguments, run_refiner),
+        ("splat", "ms per 96x96 render of each Gaussian object (CPU rasteriser by default)",
+         _splat_arguments, run_splat),
     ):
         target = targets.add_parser(name, help=help_text)
         target.add_argument("--out", type=Path, default=Path(OUT_DIR) / "bench" / f"{name}.json",
@@ -235,4 +237,31 @@ def run_refiner(args: argparse.Namespace) -> int:
         print(f"{name:<12}{row['median_ms']:>10.1f}{row['success']:>9.2f}")
     print(f"{'all':<12}{figures['median_ms']:>10.1f}   (p90 {figures['p90_ms']:.1f}, CPU {figures['cpu_median_ms']:.1f})")
     print(f"target <= {figures['target_ms']:.0f} ms: {_verdict(figures['meets_target'])}; written to {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------- splat
+
+
+def _splat_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gaussians", type=Path, default=gaussians_dir(),
+                        help="folder of obj_XXXXXX.ply Gaussian objects (sixdpose objects gaussians)")
+    parser.add_argument("--renders", type=int, default=100, help="timed renders per object (after 3 warm-up)")
+    parser.add_argument("--backend", choices=("auto", "cpu", "cuda"), default="cpu", help="renderer backend")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the poses")
+
+
+def run_splat(args: argparse.Namespace) -> int:
+    """Time the Gaussian renderer on every object; print and write median / p90 / CPU ms per render."""
+    from ros2_sixdpose.bench import splat
+
+    figures = splat.measure(args.gaussians, args.renders, args.backend, args.seed)
+    _write(figures, args.out)
+    print(f"{figures['size']}x{figures['size']} renders, backend {figures['backend']}, {args.renders} per object")
+    print(f"{'obj':>4}{'Gaussians':>11}{'median ms':>11}{'p90 ms':>9}{'CPU ms':>9}")
+    for r in figures["objects"]:
+        print(f"{r['obj_id']:>4}{r['n_gaussians']:>11}{r['median_ms']:>11.2f}{r['p90_ms']:>9.2f}"
+              f"{r['cpu_median_ms']:>9.2f}")
+    print(f"median over objects {figures['median_ms']:.2f} ms (CPU {figures['cpu_median_ms']:.2f} ms); "
+          f"target <= {figures['target_ms']:.0f} ms: {_verdict(figures['meets_target'])}; written to {args.out}")
     return 0
