@@ -23,8 +23,9 @@ class NodeSpec:
 
     @property
     def entry_point(self) -> str:
-        """The setup.py console_scripts entry, e.g. `detector_node = ros2_sixdpose.nodes.detector_node:main`."""
-        return f"{self.executable} = {self.module}:main"
+        """The setup.py console_scripts entry, e.g. `detector_node = ros2_sixdpose.nodes.start:detector_node`
+        (`ros2_sixdpose.nodes.start` imports `module` and calls its main())."""
+        return f"{self.executable} = ros2_sixdpose.nodes.start:{self.executable}"
 
 
 NODES: dict[str, NodeSpec] = {
