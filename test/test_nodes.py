@@ -21,6 +21,8 @@ import rclpy
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
@@ -414,7 +416,7 @@ def test_frames_dropped_in_a_burst_are_counted_in_diagnostics(scene, probe, esti
     ({"estimator.nocs.weights": "{scene}/corrupt.pt"}, "corrupt.pt: not a readable weights file"),
     ({"objects": [1, 99]}, "no objects [99]"),
     ({"min_score": 2.0}, "need 0 <= min_score <= 1"),
-    ({"min_scor": 0.5}, "has no parameter min_scor (did you mean min_score?); its parameters: camera_info_max_age, "),
+    ({"min_scor": 0.5}, "has no parameter min_scor (did you mean min_score?); its parameters: autostart, camera_info_max_age, "),
     ({"estimator.nocs.weight": "x.pt"}, "has no parameter estimator.nocs.weight (did you mean estimator.nocs.weights or "),
 ], ids=["missing-weights", "corrupt-weights", "unknown-object", "bad-setting", "misspelt-setting",
         "misspelt-stage-parameter"])
@@ -505,6 +507,7 @@ def test_parameters_are_typed_read_only_for_stages_and_live_for_publishing(scene
     node = PoseEstimatorNode("param_test", parameter_overrides=overrides,
                              cli_args=["--ros-args", "-p", "estimator.nocs.pnp.confident_inliers:=50"])
     try:
+        node.start()  # configure (loads the stages) and activate, as `autostart` does
         # YAML default, then ROS override; the stage got the overridden value.
         assert node.get_parameter("estimator.nocs.pnp.min_correspondences").value == 30
         assert node.get_parameter("estimator.nocs.pnp.confident_inliers").value == 50
@@ -518,6 +521,59 @@ def test_parameters_are_typed_read_only_for_stages_and_live_for_publishing(scene
         assert result.successful and node.settings.min_score == 0.4
     finally:
         node.destroy_node()
+
+
+@pytest.mark.ros
+def test_lifecycle_services_configure_activate_deactivate_and_clean_up_the_node(scene, probe):
+    """A node started with autostart:=false answers frames only between activate and deactivate, driven
+    through its lifecycle services over DDS as a lifecycle manager would."""
+    deployment = _deployment_file(scene / "nodes_lifecycle.yaml", [
+        {"executable": "pose_estimator_node", "name": "managed_estimator",
+         "parameters": _oracle_parameters(scene, autostart=False)}], camera="/other_camera")
+    run = NodeProcess([str(BIN / "sixdpose"), "run", "--config", str(deployment)], scene / "lifecycle.log")
+    get_state = probe.node.create_client(GetState, "/managed_estimator/get_state")
+    change_state = probe.node.create_client(ChangeState, "/managed_estimator/change_state")
+
+    def call(client, request):
+        assert client.wait_for_service(ANSWER_TIMEOUT_S), run.log()
+        future = client.call_async(request)
+        assert probe.spin(ANSWER_TIMEOUT_S, future.done), f"no answer from {client.srv_name}"
+        return future.result()
+
+    def state() -> str:
+        return call(get_state, GetState.Request()).current_state.label
+
+    def transition(transition_id: int) -> bool:
+        return call(change_state, ChangeState.Request(transition=Transition(id=transition_id))).success
+
+    image, info, _ = _frame(scene, 0)
+
+    def unanswered(seconds: float = 3.0) -> bool:
+        probe.spin(1.0)  # answers to frames sent before the transition arrive first
+        since = time.monotonic()
+        for _ in range(int(seconds / 0.25)):
+            probe.send(image, info, "/other_camera")
+            probe.spin(0.25)
+        return not probe.answers(stamp_ns(image.header.stamp), since)
+
+    try:
+        assert state() == "unconfigured"
+        assert "ready:" not in run.log()  # nothing loaded yet
+        assert unanswered()
+        assert transition(Transition.TRANSITION_CONFIGURE) and state() == "inactive"
+        assert "ready:" in run.log()  # configure loaded the stages
+        assert unanswered()
+        assert transition(Transition.TRANSITION_ACTIVATE) and state() == "active"
+        probe.send_until_answered(image, info, camera="/other_camera")
+        assert transition(Transition.TRANSITION_DEACTIVATE) and state() == "inactive"
+        assert unanswered()
+        assert transition(Transition.TRANSITION_CLEANUP) and state() == "unconfigured"
+        assert transition(Transition.TRANSITION_CONFIGURE) and transition(Transition.TRANSITION_ACTIVATE)
+        probe.send_until_answered(image, info, camera="/other_camera")  # configured again after a clean-up
+    finally:
+        probe.node.destroy_client(get_state)
+        probe.node.destroy_client(change_state)
+        assert run.stop() == 0, run.log()
 
 
 # ---------------------------------------------------------------- one list of nodes

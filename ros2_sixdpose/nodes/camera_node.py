@@ -1,5 +1,11 @@
 """What every node that takes camera frames shares: settings, image + camera_info in, health out, and main().
 
+Every node is a managed (lifecycle) node: parameters, subscriptions and publishers exist from
+construction; `configure` builds the stages (loads the networks' weights, `build_stages`), `activate`
+starts answering frames, `deactivate` stops (frames are ignored), `cleanup` frees the stages. With
+`autostart` (the default) `spin` configures and activates each node at once, so one command starts it as
+before; `autostart:=false` leaves the transitions to a lifecycle manager (`/<node>/change_state`).
+
 Images and camera_info are taken with a best-effort, keep-last-1 profile, so a node busy with inference
 finds only the newest frame when it is free (stale frames are dropped, not queued). Inference runs in
 its own mutually exclusive callback group of a multi-threaded executor, so diagnostics, parameter
@@ -18,6 +24,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import CallbackGroup, MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -48,6 +55,7 @@ class CameraNodeSettings:
     """Settings every camera node has (ROS parameters of the same names)."""
 
     root: str = ""  # folder relative paths resolve against; "" = the package's (checkout or share folder)
+    autostart: bool = True  # configure and activate at start; false: wait for a lifecycle manager's transitions
     diagnostics_period: float = 1.0  # s between DiagnosticArray messages
     sync_slop: float = 0.02  # s of stamp difference accepted between image and camera_info (message_filters)
     # Larger images are refused before they are decoded: a 4000x3000 frame took 1.6-2.0 s and 1.1 GB here.
@@ -73,8 +81,12 @@ class CameraFrame:
     header: Header  # of the image
 
 
-class CameraNode(Node):
-    """Base of the camera nodes: declares settings, converts and checks frames, reports problems and latency."""
+class CameraNode(LifecycleNode):
+    """Base of the camera nodes: declares settings, converts and checks frames, reports problems and latency.
+
+    A managed node (see the module's docstring): subclasses load their stages in `build_stages` and drop
+    them in `free_stages`; frames reach their callbacks only while the node is active.
+    """
 
     settings_class: type[CameraNodeSettings] = CameraNodeSettings
     live_settings: tuple[str, ...] = ()  # settings that may change while the node runs
@@ -88,9 +100,55 @@ class CameraNode(Node):
         self.counters = FrameCounters()
         self._last_stamp = 0  # ns of the latest image's stamp
         self._camera: CameraSubscriber | None = None
+        self.active = False  # frames are answered only in the lifecycle's active state
+        self.configure_error: Exception | None = None  # why the last configure failed
         self.inference_group = MutuallyExclusiveCallbackGroup()
         self._diagnostics = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, RESULT_QOS)
         self.create_timer(self.settings.diagnostics_period, self._publish_diagnostics)
+
+    def build_stages(self) -> None:
+        """Load what answering frames needs (weights, networks); raises STARTUP_ERRORS. Subclasses override."""
+
+    def free_stages(self) -> None:
+        """Drop what `build_stages` made. Subclasses override."""
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Build the stages; on a missing or bad file, stay unconfigured and say why."""
+        try:
+            self.build_stages()
+        except STARTUP_ERRORS as exc:
+            self.configure_error = exc
+            self.get_logger().error(f"cannot configure: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.configure_error = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Answer frames from now on."""
+        self.active = True
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Ignore frames from now on."""
+        self.active = False
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Free the stages (back to unconfigured)."""
+        self.free_stages()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop answering and free the stages."""
+        self.active = False
+        self.free_stages()
+        return TransitionCallbackReturn.SUCCESS
+
+    def start(self) -> None:
+        """Configure and activate (`autostart`); raises why configuring failed."""
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            raise self.configure_error or RuntimeError(f"node {self.get_name()} could not be configured")
+        self.trigger_activate()
 
     def subscribe_camera(self, callback: Callable[[Image, CameraInfo | None], None], group: CallbackGroup) -> None:
         """Call `callback(image, camera_info or None)` for each image of the (remappable) camera topics."""
@@ -105,8 +163,11 @@ class CameraNode(Node):
     def check_frame(self, image: Image, info: CameraInfo | None, keys: OracleKeys | None = None) -> CameraFrame | None:
         """The frame of an image and its camera_info, or None after reporting why it cannot be used.
 
-        With the oracle detector's `keys`, the frame also gets its image key (found from the stamp).
+        With the oracle detector's `keys`, the frame also gets its image key (found from the stamp). None, and
+        nothing counted, while the node is not active.
         """
+        if not self.active:
+            return None
         self.counters.received += 1
         start = time.perf_counter()
         if not self._usable_header(image):
@@ -192,8 +253,8 @@ class CameraNode(Node):
 def spin(node_factories: Sequence[Callable[[], Node]], args: list[str] | None = None) -> int:
     """Init rclpy, build the nodes, spin them in one multi-threaded executor until shutdown; the exit code.
 
-    A node that cannot start (missing or corrupt weights, a bad config value, an unknown object or
-    parameter) is reported with the reason and gives exit code 1. Ctrl-C, SIGTERM or a shutdown at any
+    Nodes with `autostart` are configured and activated first. A node that cannot start (missing or corrupt
+    weights, a bad config value, an unknown object or parameter) is reported with the reason and gives exit code 1. Ctrl-C, SIGTERM or a shutdown at any
     point (start-up included) ends with code 0 and no traceback; further signals during the clean-up are
     ignored, so a second Ctrl-C cannot leave the clean-up half done.
     """
@@ -205,6 +266,8 @@ def spin(node_factories: Sequence[Callable[[], Node]], args: list[str] | None = 
             for factory in node_factories:
                 nodes.append(factory())
                 refuse_unknown_parameters(nodes[-1])
+                if isinstance(nodes[-1], CameraNode) and nodes[-1].settings.autostart:
+                    nodes[-1].start()
         except Exception as exc:
             if not rclpy.ok():  # Ctrl-C while starting: rclpy's handler shut the context down under the node
                 return 0
