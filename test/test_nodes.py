@@ -47,7 +47,7 @@ from ros2_sixdpose.nodes.instances import number_instances
 from ros2_sixdpose.nodes.stages import OracleKeys
 from ros2_sixdpose.pipeline import Frame, Pipeline
 from ros2_sixdpose.refinement.factory import RefinerConfig
-from ros2_sixdpose.topics import POSES_TOPIC, object_pose_topic
+from ros2_sixdpose.topics import MARKERS_TOPIC, POSES_OVERLAY_TOPIC, POSES_TOPIC, object_pose_topic
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAME_ID = "camera_color_optical_frame"
@@ -594,3 +594,24 @@ def test_console_scripts_deployments_and_launch_file_use_the_one_node_table():
     assert {"launch_node_arguments", "load_deployment"} <= imported
     literals = {c.value for c in ast.walk(launch) if isinstance(c, ast.Constant) and isinstance(c.value, str)}
     assert not literals & set(NODES), "node executables must come from the deployment, not the launch file"
+
+
+def test_rviz_config_shows_the_topics_the_nodes_publish_and_the_launch_file_starts_it():
+    config = yaml.safe_load((ROOT / "config/sixdpose.rviz").read_text())
+
+    def displays(items):
+        for item in items:
+            yield item
+            yield from displays(item.get("Displays", []))
+
+    shown = {d["Class"].split("/")[-1]: [] for d in displays(config["Visualization Manager"]["Displays"])}
+    for d in displays(config["Visualization Manager"]["Displays"]):
+        if "Topic" in d:
+            shown[d["Class"].split("/")[-1]].append(d["Topic"]["Value"])
+    assert "TF" in shown and shown["MarkerArray"] == [MARKERS_TOPIC]
+    assert POSES_OVERLAY_TOPIC in shown["Image"]
+    names = [model.name for model in ObjectRegistry.from_dir(ROOT / "assets/models")]
+    assert sorted(shown["Pose"]) == sorted(object_pose_topic(name) for name in names)  # every shipped object
+    assert config["Visualization Manager"]["Global Options"]["Fixed Frame"] == FRAME_ID
+    launch = (ROOT / "launch/sixdpose.launch.py").read_text()
+    assert 'DeclareLaunchArgument("rviz"' in launch and 'RVIZ_CONFIG = "sixdpose.rviz"' in launch
