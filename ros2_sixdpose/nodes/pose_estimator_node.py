@@ -92,9 +92,11 @@ class PoseEstimatorNode(CameraNode):
         self.pipeline: Pipeline | None = None  # internal detections; built on configure
         self.estimator: PoseEstimator | None = None  # detections from the topic; built on configure
         self.refiner: PoseRefiner | None = None
+        # Declared in both modes (unused with topic detections), as detector_config is: one parameter file or
+        # `sixdpose replay --param detector.*` serves a whole deployment.
+        self.detector_config = declare_config(self, DetectorConfig, resolve(self.root, settings.detector_config),
+                                              "detector.")
         if settings.detections == "internal":
-            self.detector_config = declare_config(self, DetectorConfig, resolve(self.root, settings.detector_config),
-                                                  "detector.")
             self.subscribe_camera(self.on_camera, self.inference_group)
         else:
             self.frames: StampBuffer[CameraFrame] = StampBuffer(settings.frame_buffer)
