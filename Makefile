@@ -11,10 +11,16 @@ export MESA_SHADER_CACHE_DIR ?= $(CURDIR)/out/mesa_cache
 MSG_FILES := $(wildcard msg/*.msg)
 TF2_MSGS_FILES := ros/tf2_msgs/package.xml ros/tf2_msgs/CMakeLists.txt $(wildcard ros/tf2_msgs/msg/*.msg)
 
-.PHONY: setup test demo bench clean
+.PHONY: setup system test demo bench clean
 
-setup: $(VENV)/.stamp-deps install/.stamp-msgs assets/models/.stamp assets/gaussians/.stamp out/retrieval_banks/.stamp
+setup: system $(VENV)/.stamp-deps install/.stamp-msgs assets/models/.stamp assets/gaussians/.stamp out/retrieval_banks/.stamp
 
+# The system packages the build needs (compiler, CMake, Python venv, iproute2, headless OpenGL): installed
+# when run as root, else the command that would install them is printed.
+system:
+	scripts/check_system.sh $(PYTHON)
+
+$(VENV)/.stamp-deps: | system
 $(VENV)/.stamp-deps: requirements.txt requirements-ros.txt constraints.txt setup.py scripts/fix_ros_cmake_paths.py
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) -r requirements.txt -r requirements-ros.txt

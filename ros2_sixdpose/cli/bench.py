@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _write(figures: dict[str, Any], out: Path) -> None:
-    """Write a benchmark's figures as JSON to `out`, creating its folder."""
+    """Write a benchmark's figures as JSON to `out`, creating its folder, with the machine's load average.
+
+    The 1, 5 and 15 minute load averages at the end of the run say how busy the shared machine was: timings
+    taken beside other work are slower, and a reader must be able to tell.
+    """
+    figures.setdefault("load_average", [round(v, 2) for v in os.getloadavg()])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
 

@@ -13,3 +13,6 @@
 
 # The pose metrics the evaluator computes, by name; here, importable without numpy, for the command line.
 METRICS = ("add", "mssd", "mspd", "vsd")
+# BOP's protocol counts an instance only when at least 10 % of it is visible (bop_toolkit's `visib_gt_min = 0.1`
+# in scripts/eval_calc_errors.py): a hidden instance is not a miss. The default of eval, replay and demo.
+BOP_MIN_VISIB = 0.1
