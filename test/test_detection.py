@@ -11,7 +11,8 @@ from ros2_sixdpose.config import load_config
 from ros2_sixdpose.data.bop import BopSplit, read_mask, read_scene_gt_info
 from ros2_sixdpose.data.views import FrameDataset
 from ros2_sixdpose.detection.base import Detection, DetectorConfig, ImageKey, make_detector
-from ros2_sixdpose.detection.evaluate import GtMask, add_arguments, evaluate, iter_frames, match_frame, run
+from ros2_sixdpose.detection.evaluate import EvalFrame, GtMask, add_arguments, evaluate, iter_frames, match_frame, run
+from ros2_sixdpose.detection.misses import instance_outcomes, summarise
 from ros2_sixdpose.detection.oracle import OracleDetector
 from ros2_sixdpose.detection.segmentation import (
     NetConfig, SegmentationDetector, SegNet, decode_instances, export_weights, load_weights,
@@ -40,6 +41,10 @@ def _config(**overrides) -> DetectorConfig:
     config = load_config(DetectorConfig, ROOT / "config" / "detector.yaml", overrides)
     config.weights, config.models_dir = str(ROOT / config.weights), str(ROOT / config.models_dir)
     return config
+
+
+def test_code_defaults_equal_the_shipped_yaml():
+    assert load_config(DetectorConfig, ROOT / "config" / "detector.yaml") == DetectorConfig()
 
 
 def test_shipped_weights_find_the_objects_of_a_fresh_scene(scene):
@@ -108,6 +113,42 @@ def test_decoding_keeps_an_object_whose_centre_was_missed():
     heatmap[8, 11] = 0.0  # ... whose peak is missing: its pixels join the left centre but stay object 9
     detections = decode_instances(logits, heatmap, offsets, (128, 128), [7, 9], DetectorConfig())
     assert sorted((d.object_id, d.box.tolist()) for d in detections) == [(7, [16, 32, 64, 96]), (9, [64, 32, 112, 96])]
+
+
+def test_miss_causes_of_hand_built_outputs():
+    """Each cause of `detection.misses` on the two-squares outputs, with ground truth placed to provoke it."""
+    def box_mask(x0, x1, y0, y1):
+        mask = np.zeros((128, 128), bool)
+        mask[y0:y1, x0:x1] = True
+        return mask
+
+    left, right = box_mask(16, 64, 32, 96), box_mask(64, 112, 32, 96)
+    frame = EvalFrame(ImageKey(0, 0), np.zeros((128, 128, 3), np.uint8), [
+        GtMask(7, left, 1.0),  # the left square: found
+        GtMask(7, box_mask(0, 16, 0, 16), 1.0),  # where the class map says background
+        GtMask(9, right, 0.8),  # where the class map says object 7
+    ])
+    outputs = _two_touching_squares()
+    outcomes = instance_outcomes(frame, *outputs, [7, 9], DetectorConfig(min_area=16))
+    assert [o.cause for o in outcomes] == ["found", "background", "other object"]
+    assert [(o.area, o.box_size, o.border) for o in outcomes] == [(3072, 55.4, 16), (256, 16.0, 0), (3072, 55.4, 16)]
+    assert [(o.same_object, o.touches_same, o.touches_other) for o in outcomes] == [
+        (True, False, True), (True, False, False), (False, False, True)]
+    # Both peaks at 0.9 score 0.9: a threshold above that drops instances the decoding found.
+    high = instance_outcomes(frame, *outputs, [7, 9], DetectorConfig(min_area=16, score_threshold=0.95))
+    assert high[0].cause == "score"
+    # Without the right square's peak its pixels join the left centre: one instance covers both squares, with
+    # mask IoU just under 0.5 with each (about 3071 / 6142): both are merged misses.
+    logits, heatmap, offsets = outputs
+    heatmap[8, 11] = 0.0
+    frame.gt[2] = GtMask(7, right, 0.8)
+    merged = instance_outcomes(frame, logits, heatmap, offsets, [7, 9], DetectorConfig(min_area=16))
+    assert [o.cause for o in merged] == ["merged", "background", "merged"]
+    summary = summarise(merged, {7: "duck"}, min_visib=0.9)
+    assert summary["overall"] == {"n": 2, "recall": 0.0, "found": 0, "background": 1, "other object": 0, "merged": 1,
+                                  "score": 0, "no peak": 0, "mask IoU": 0}
+    assert summary["not_scored"] == {"n": 1, "found": 0}  # the right square, visib_fract 0.8
+    assert summary["groups"]["object"]["duck"]["n"] == 2
 
 
 def test_training_targets_decode_back_to_the_ground_truth(scene):

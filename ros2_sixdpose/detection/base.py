@@ -71,7 +71,7 @@ class DetectorConfig:
     center_window: int = 7  # peaks are local maxima over this many output cells (odd)
     max_instances: int = 30  # at most this many centre peaks per image
     min_area: int = 64  # full-image pixels; smaller instance fragments are dropped
-    threads: int = 2  # torch intra-op threads at inference; 0 keeps torch's default
+    threads: int = 1  # torch intra-op threads at inference; 0 keeps torch's default
     # oracle
     dataset: str = ""  # BOP data set root whose ground truth the oracle returns
     split: str = ""  # split of that data set, e.g. "test"

@@ -198,7 +198,7 @@ def decode_instances(
             f"heatmap {center_heatmap.shape}, offsets {offsets.shape}"
         )
     height, width = image_size
-    centers, center_scores = _find_peaks(center_heatmap, config)
+    centers, center_scores = find_peaks(center_heatmap, config)
     if len(centers) == 0:
         return []
     rows, cols = np.mgrid[0:h4, 0:w4].astype(np.float32)
@@ -251,7 +251,7 @@ def _to_class_grid(labels: np.ndarray, h4: int, w4: int) -> np.ndarray:
     return np.repeat(np.repeat(grid, 2, axis=0), 2, axis=1).astype(np.int64)
 
 
-def _find_peaks(heatmap: np.ndarray, config: DetectorConfig) -> tuple[np.ndarray, np.ndarray]:
+def find_peaks(heatmap: np.ndarray, config: DetectorConfig) -> tuple[np.ndarray, np.ndarray]:
     """Local maxima of an (h, w) heatmap over `config.center_window` cells, at least `center_threshold` high.
 
     Returns (K, 2) float32 (x, y) cell coordinates and (K,) heights, highest first, K <= max_instances.
