@@ -35,7 +35,7 @@ from ros2_sixdpose.detection.base import DetectorConfig
 from ros2_sixdpose.detection.evaluate import EvalFrame, evaluate, iter_frames
 from ros2_sixdpose.detection.segmentation import (
     CENTER_STRIDE, CLASS_STRIDE, NetConfig, NetOutput, SegmentationDetector, SegNet, export_weights, input_size,
-    normalise,
+    load_weights, normalise,
 )
 from ros2_sixdpose.train.loop import TrainConfig, train
 
@@ -331,6 +331,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and augmentation")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--data-seeds", default="", help="free text recorded in the JSON, e.g. 'train 1, val 2'")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from these detector weights (fine-tuning; a fresh optimizer and schedule)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -353,6 +355,8 @@ def run(args: argparse.Namespace) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True, generator=generator)
     task = DetectorTask(object_ids, config, detector_config, val_frames, seed=args.seed)
+    if args.init is not None:
+        start_from(task.net, object_ids, args.init)
     run_info = {
         "command": shlex.join(["sixdpose", *sys.argv[1:]] if sys.argv[0].endswith("sixdpose") else sys.argv),
         "data": str(args.data),
@@ -364,6 +368,7 @@ def run(args: argparse.Namespace) -> int:
         "object_ids": object_ids,
         "input_size": list(size),
         "augment": args.augment,
+        "init": str(args.init) if args.init is not None else None,
         "detector_train_config": asdict(config),
         "detector_config": asdict(detector_config),
     }
@@ -371,6 +376,20 @@ def run(args: argparse.Namespace) -> int:
     print(f"step {result.history['step'][-1] if result.history['step'] else 0}: {result.final_metrics}")
     print(f"wrote {result.weights} (+ .json, .curves.png); checkpoint {result.checkpoint}")
     return 0
+
+
+def start_from(net: SegNet, object_ids: list[int], path: Path) -> None:
+    """Load the parameters of an earlier run's weights file into `net`, which must have its objects and widths.
+
+    A checkpoint of the new run, if one exists, is loaded after this and wins, so a fine-tuning run resumes.
+    """
+    init_net, init_ids = load_weights(path)
+    if init_ids != list(object_ids) or init_net.config != net.config:
+        raise ValueError(
+            f"{path}: trained for objects {init_ids} with widths {list(init_net.config.widths)}; this run trains "
+            f"objects {list(object_ids)} with widths {list(net.config.widths)}"
+        )
+    net.load_state_dict(init_net.state_dict())
 
 
 def _frame_size(split: BopSplit) -> tuple[int, int]:
