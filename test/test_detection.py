@@ -17,7 +17,7 @@ from ros2_sixdpose.detection.oracle import OracleDetector
 from ros2_sixdpose.detection.segmentation import (
     NetConfig, SegmentationDetector, SegNet, decode_instances, export_weights, load_weights,
 )
-from ros2_sixdpose.detection.train import CachedFrames, DetectorTask, DetectorTrainConfig, encode_targets
+from ros2_sixdpose.detection.train import CachedFrames, DetectorTask, DetectorTrainConfig, encode_targets, start_from
 from ros2_sixdpose.train.loop import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -256,6 +256,16 @@ def test_training_resumes_and_writes_loadable_weights(scene, tmp_path):
     assert all(np.isfinite(list(losses.values())).all() for losses in result.history["losses"])
     net, ids = load_weights(out)
     assert ids == object_ids and net.config.widths == (8, 8, 16, 16)
+
+
+def test_fine_tuning_starts_from_the_given_weights(tmp_path):
+    weights = _net_weights(tmp_path, [1, 2])
+    net = SegNet(NetConfig(num_classes=3, widths=(8, 8, 16, 16)))
+    start_from(net, [1, 2], weights)
+    for name, value in load_weights(weights)[0].state_dict().items():
+        torch.testing.assert_close(net.state_dict()[name], value, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"trained for objects \[1, 2\]"):
+        start_from(SegNet(NetConfig(num_classes=4, widths=(8, 8, 16, 16))), [1, 2, 3], weights)
 
 
 def test_eval_command_writes_metrics_json(scene, tmp_path):
