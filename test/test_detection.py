@@ -23,11 +23,12 @@ from ros2_sixdpose.train.loop import TrainConfig, train
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "assets" / "models"
 FRESH_SEED = 4242  # never used for training, validation or test data
-# The shipped weights (10k steps) measured recall 0.71, precision 0.94, mask IoU 0.89 on the held-out split
-# (seed 1000, 620 instances with visib_fract >= 0.3), short of issue 5's 0.90 targets; these bounds guard that
-# level with room for a small scene's spread (this one: recall 12/21).
+# The shipped weights (10k steps + 4k fine-tuning) with the shipped thresholds measured recall 0.78, precision
+# 0.95, mask IoU 0.88 on the held-out split (seed 1000, 621 instances with visib_fract >= 0.3), short of the
+# 0.90 targets (docs/detector_misses.md); these bounds guard that level with room for a small scene's spread
+# (this one: recall 12/21, precision 12/14, mask IoU 0.93).
 MIN_RECALL = 0.5
-MIN_PRECISION = 0.85
+MIN_PRECISION = 0.8
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +106,16 @@ def test_decoding_splits_two_touching_instances_of_one_object():
         # Bilinear upsampling of the class logits rounds each square's two free corners by one pixel.
         assert det.mask.sum() == det.mask[y0:y1, x0:x1].sum() == (x1 - x0) * (y1 - y0) - 2
         assert det.score == pytest.approx(0.9, abs=1e-4)  # peak height x class probability (~1)
+
+
+def test_small_instances_score_less():
+    logits, heatmap, offsets = _two_touching_squares()
+    # Each square is 48 x 64 = 3072 full-image pixels: a quarter of full_score_area halves its score.
+    config = DetectorConfig(score_threshold=0.0, full_score_area=4 * 3072)
+    detections = decode_instances(logits, heatmap, offsets, (128, 128), [7, 9], config)
+    assert [d.score for d in detections] == pytest.approx([0.45, 0.45], abs=1e-4)
+    assert [d.score for d in decode_instances(logits, heatmap, offsets, (128, 128), [7, 9], DetectorConfig(
+        score_threshold=0.0, full_score_area=3072))] == pytest.approx([0.9, 0.9], abs=1e-4)
 
 
 def test_decoding_keeps_an_object_whose_centre_was_missed():

@@ -187,8 +187,8 @@ def decode_instances(
     offsets point nearest to it) have. Each pixel of class c joins the nearest of the centres of class c,
     or, if no centre has class c (its own peak was missed), the nearest centre of any class. Each
     (centre, class) group is an instance, scored by the centre's height times the mean probability of
-    class c over its pixels, and kept if that reaches `config.score_threshold` and its full-resolution
-    mask covers at least `config.min_area` pixels.
+    class c over its pixels times sqrt(min(1, area / `config.full_score_area`)), and kept if that reaches
+    `config.score_threshold` and its full-resolution mask covers at least `config.min_area` pixels.
     """
     num_classes, h2, w2 = class_logits.shape
     h4, w4 = center_heatmap.shape
@@ -214,6 +214,9 @@ def decode_instances(
     votes[:, 0] = 0
     center_class = np.where(votes.max(axis=1) > 0, votes.argmax(axis=1), 0)
 
+    # Small instances are where the false positives are (docs/detector_misses.md): their score shrinks with
+    # the square root of their area below `full_score_area` full-image pixels.
+    cell_area = height * width / (h2 * w2)
     detections = []
     for cls in np.unique(classes):
         if cls == 0:
@@ -223,8 +226,9 @@ def decode_instances(
         in_class = classes == cls
         labels = _to_class_grid(assignment, h4, w4)[in_class]
         counts = np.bincount(labels, minlength=len(centers))
+        size_factor = np.sqrt(np.minimum(1.0, counts * cell_area / config.full_score_area)) if config.full_score_area else 1.0
         sums = np.bincount(labels, weights=confidence[in_class], minlength=len(centers))
-        scores = center_scores * sums / np.maximum(counts, 1)
+        scores = center_scores * sums / np.maximum(counts, 1) * size_factor
         kept = np.flatnonzero((counts > 0) & (scores >= config.score_threshold))
         if kept.size == 0:
             continue
