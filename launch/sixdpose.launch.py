@@ -21,7 +21,8 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from launch import LaunchDescription
-from ros2_sixdpose.nodes.deployment import PACKAGE, launch_node_arguments, load_deployment
+from ros2_sixdpose.nodes.deployment import launch_node_arguments, load_deployment
+from ros2_sixdpose.paths import CONFIG_DIR, PACKAGE
 
 
 def _actions(context):
@@ -39,7 +40,7 @@ def _actions(context):
 
 def generate_launch_description():
     """Launch arguments, then the nodes of the deployment file."""
-    default = str(Path(get_package_share_directory(PACKAGE)) / "config" / "nodes.yaml")
+    default = str(Path(get_package_share_directory(PACKAGE)) / CONFIG_DIR / "nodes.yaml")
     return LaunchDescription([
         DeclareLaunchArgument("deployment", default_value=default, description="deployment file (config/nodes*.yaml)"),
         DeclareLaunchArgument("image", default_value="", description="camera image topic (default: the file's)"),

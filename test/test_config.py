@@ -1,9 +1,13 @@
 """Stage configuration: YAML (plain or ROS parameter file) -> dataclass, with dotted overrides."""
+import dataclasses
+import importlib
 from dataclasses import dataclass, field
 
 import pytest
 
 from ros2_sixdpose.config import flatten, load_config
+from ros2_sixdpose.estimation.factory import EstimatorConfig
+from ros2_sixdpose.paths import ROOT_ENV, config_file, models_dir, package_root
 
 
 @dataclass
@@ -47,3 +51,30 @@ def test_wrong_type_is_named():
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         load_config(Stage, tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("cls, name", [
+    ("ros2_sixdpose.detection.base.DetectorConfig", "detector.yaml"),
+    ("ros2_sixdpose.estimation.factory.EstimatorConfig", "estimator.yaml"),
+    ("ros2_sixdpose.data.synth.SynthConfig", "synth.yaml"),
+    ("ros2_sixdpose.refinement.factory.RefinerConfig", "refiner.yaml"),
+])
+def test_code_defaults_equal_the_shipped_configuration(cls, name):
+    module, _, class_name = cls.rpartition(".")
+    config_class = getattr(importlib.import_module(module), class_name)
+    assert load_config(config_class, config_file(name)) == config_class()
+
+
+def test_bbdm_configuration_differs_from_the_default_only_in_its_weights():
+    default = load_config(EstimatorConfig, config_file("estimator.yaml"))
+    bbdm = load_config(EstimatorConfig, config_file("estimator_bbdm.yaml"))
+    assert bbdm.nocs.weights == "weights/nocs_bbdm.pt"
+    assert dataclasses.replace(bbdm.nocs, weights=default.nocs.weights) == default.nocs
+
+
+def test_paths_root_follows_sixdpose_root(monkeypatch, tmp_path):
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
+    assert package_root() == tmp_path
+    assert models_dir() == tmp_path / "assets" / "models" and config_file("nodes.yaml") == tmp_path / "config" / "nodes.yaml"
+    monkeypatch.delenv(ROOT_ENV)
+    assert (package_root() / "config" / "estimator.yaml").is_file()  # the checkout, which holds config/

@@ -20,36 +20,39 @@ from visualization_msgs.msg import Marker
 
 from ros2_sixdpose.core.camera import PinholeCamera
 from ros2_sixdpose.core.geometry import make_pose
+from ros2_sixdpose.core.messages import (
+    InstancePose,
+    camera_from_info,
+    instance_poses_from_msg,
+    matrix_from_pose,
+    matrix_from_transform,
+    stamp_ns,
+)
 from ros2_sixdpose.core.objects import ObjectModel
 from ros2_sixdpose.detection.base import Detection
 from ros2_sixdpose.estimation.base import PoseEstimate
 from ros2_sixdpose.estimation.factory import EstimatorConfig
 from ros2_sixdpose.msg import Detection as DetectionMsg
-from ros2_sixdpose.nodes import CAMERA_INFO_TOPIC, IMAGE_TOPIC
 from ros2_sixdpose.nodes.conversions import (
-    camera_from_info,
     check_image_fits_camera,
     detection_array_msg,
     detections_from_msg,
     image_msg,
-    instance_poses_from_msg,
-    matrix_from_pose,
-    matrix_from_transform,
     object_pose_array_msg,
     pose_msg,
     rgb_from_image,
-    stamp_ns,
     time_msg,
     transform_msg,
 )
 from ros2_sixdpose.nodes.deployment import load_deployment, parameter_file_content
 from ros2_sixdpose.nodes.health import MAX_DISTINCT_PROBLEMS, FrameCounters, LatencyStats, ProblemLog, diagnostic_status
-from ros2_sixdpose.nodes.instances import InstancePose, number_instances
+from ros2_sixdpose.nodes.instances import number_instances
 from ros2_sixdpose.nodes.overlay import draw_detections, draw_poses, silhouette
 from ros2_sixdpose.nodes.params import field_annotations, parameter_type
 from ros2_sixdpose.nodes.pose_estimator_node import PoseEstimatorNodeSettings
 from ros2_sixdpose.nodes.results import marker_array_msg
 from ros2_sixdpose.nodes.sync import CameraInfoCache, StampBuffer
+from ros2_sixdpose.topics import CAMERA_INFO_TOPIC, IMAGE_TOPIC
 
 HEADER = Header(stamp=time_msg(12_000_000_345), frame_id="camera_color_optical_frame")
 K = np.array([[300.0, 0.0, 159.5], [0.0, 300.0, 119.5], [0.0, 0.0, 1.0]])

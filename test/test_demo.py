@@ -6,7 +6,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ros2_sixdpose.cli.demo import SHEET_COLUMNS, SHEET_FRAMES, contact_sheet, write_video
+from ros2_sixdpose.evaluation.demo import SHEET_COLUMNS, SHEET_FRAMES, contact_sheet, write_video
 from ros2_sixdpose.core.camera import PinholeCamera
 from ros2_sixdpose.core.geometry import make_pose
 from ros2_sixdpose.core.objects import load_models

@@ -1,5 +1,4 @@
 """The detection stage: shipped weights on a fresh scene, the oracle, instance decoding, matching, bad input."""
-import argparse
 import json
 from pathlib import Path
 
@@ -7,11 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from ros2_sixdpose.cli import main
 from ros2_sixdpose.config import load_config
 from ros2_sixdpose.data.bop import BopSplit, read_mask, read_scene_gt_info
 from ros2_sixdpose.data.views import FrameDataset
-from ros2_sixdpose.detection.base import Detection, DetectorConfig, ImageKey, make_detector
-from ros2_sixdpose.detection.evaluate import EvalFrame, GtMask, add_arguments, evaluate, iter_frames, match_frame, run
+from ros2_sixdpose.detection.base import Detection, DetectorConfig, ImageKey
+from ros2_sixdpose.detection.evaluate import EvalFrame, GtMask, evaluate, iter_frames, match_frame
+from ros2_sixdpose.detection.factory import make_detector
 from ros2_sixdpose.detection.misses import instance_outcomes, summarise
 from ros2_sixdpose.detection.oracle import OracleDetector
 from ros2_sixdpose.detection.segmentation import (
@@ -249,6 +250,7 @@ def test_bad_images_get_clear_errors(tmp_path):
             detector.detect(image)
 
 
+@pytest.mark.slow
 def test_training_resumes_and_writes_loadable_weights(scene, tmp_path):
     object_ids = list(range(1, 9))
     config = DetectorTrainConfig(widths=(8, 8, 16, 16), batch_size=2, crop=(64, 64))
@@ -280,13 +282,10 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path):
 
 
 def test_eval_command_writes_metrics_json(scene, tmp_path):
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
     config = tmp_path / "oracle.yaml"
     config.write_text(f"type: oracle\ndataset: {scene.root}\nsplit: {scene.split}\n")
-    args = parser.parse_args(["--dataset", str(scene.root), "--split", scene.split, "--out", str(tmp_path / "eval"),
-                              "--config", str(config)])
-    assert run(args) == 0
+    assert main(["eval", "detector", "--dataset", str(scene.root), "--split", scene.split, "--out",
+                 str(tmp_path / "eval"), "--config", str(config)]) == 0
     report = json.loads((tmp_path / "eval" / "detector_metrics.json").read_text())
     assert report["overall"]["recall"] == report["overall"]["precision"] == report["overall"]["mean_mask_iou"] == 1.0
     assert report["n_images"] == 6 and report["ms_per_frame"]["median"] > 0

@@ -14,9 +14,9 @@ from ros2_sixdpose.cli import eval as eval_cli
 from ros2_sixdpose.core.objects import ObjectModel
 from ros2_sixdpose.core.render import Renderer
 from ros2_sixdpose.data import bop
-from ros2_sixdpose.data.ply import write_ply
 from ros2_sixdpose.data.bop import BopSplit, CameraParams, GtInfo, GtInstance, PoseResult
-from ros2_sixdpose.evaluation import EvalConfig, Evaluator, EvalImage, evaluate_split, match_greedy
+from ros2_sixdpose.data.ply import write_ply
+from ros2_sixdpose.evaluation.scoring import EvalConfig, EvalImage, Evaluator, evaluate_split, match_greedy
 
 K = np.array([[600.0, 0.0, 320.0], [0.0, 600.0, 240.0], [0.0, 0.0, 1.0]])
 WIDTH, HEIGHT = 640, 480

@@ -12,25 +12,28 @@ import torch
 import trimesh
 from scipy.spatial.transform import Rotation
 
-from ros2_sixdpose.core.camera import PinholeCamera
-from ros2_sixdpose.core.geometry import make_pose
 from ros2_sixdpose.core import metrics
+from ros2_sixdpose.core.camera import PinholeCamera
+from ros2_sixdpose.core.checks import mask_box
+from ros2_sixdpose.core.geometry import make_pose
 from ros2_sixdpose.core.objects import ContinuousSymmetry, ObjectModel, load_models
 from ros2_sixdpose.core.render import Lighting, Renderer
 from ros2_sixdpose.data.augment import AugmentConfig
 from ros2_sixdpose.data.bop import BopSplit
 from ros2_sixdpose.data.views import CropDataset, ViewConfig
-from ros2_sixdpose.detection.base import Detection, mask_box
+from ros2_sixdpose.detection.base import Detection
 from ros2_sixdpose.detection.oracle import OracleDetector
 from ros2_sixdpose.estimation.bbdm import BBDM, BridgeConfig
 from ros2_sixdpose.estimation.nocs_estimator import NocsEstimator, NocsEstimatorConfig
-from ros2_sixdpose.estimation.nocs_net import CropSpec, ObjectConditioning, load_nocs_net, save_nocs_net
+from ros2_sixdpose.estimation.nocs_net import CropSpec, ObjectConditioning
+from ros2_sixdpose.estimation.nocs_weights import load_nocs_net, save_nocs_net
 from ros2_sixdpose.estimation.pix2pix import PatchDiscriminator, PatchDiscriminatorConfig
-from ros2_sixdpose.estimation.study import VariantScores, findings
+from ros2_sixdpose.estimation.pnp import PnPConfig
 from ros2_sixdpose.estimation.symmetry import canonical_nocs, canonical_symmetry, symmetric_nocs_error
 from ros2_sixdpose.estimation.train import BBDMTask, CropCache, NocsTrainConfig, Pix2PixTask
 from ros2_sixdpose.estimation.unet import UNet, UNetConfig
-from ros2_sixdpose.pipeline import split_frames
+from ros2_sixdpose.evaluation.nocs_study import VariantScores, findings
+from ros2_sixdpose.evaluation.split_run import split_frames
 from ros2_sixdpose.train.loop import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,6 +127,7 @@ def _bbdm(timesteps: int = 1000) -> BBDM:
     return BBDM(TINY, [1], BridgeConfig(timesteps=timesteps))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 def test_bridge_step_keeps_the_bridge_marginals(eta):
     """x_t drawn from q(x_t | x0, y), stepped to s with the true x0 (deterministically or through the posterior),
@@ -301,7 +305,9 @@ def test_shipped_model_in_a_fresh_scene(nocs_scene, weights):
     ADD(-S) < 0.1 d on most instances yet (docs/nocs_study.md); these bounds guard what they do reach."""
     net, spec = load_nocs_net(ROOT / "weights" / weights)
     models = load_models(nocs_scene.models_dir)
-    estimator = NocsEstimator(net, spec, models, NocsEstimatorConfig(sample_steps=10))
+    # The bounds were measured with a 3 px RANSAC threshold (the code default then; config/estimator.yaml ships 6).
+    config = NocsEstimatorConfig(sample_steps=10, pnp=PnPConfig(ransac_threshold=3.0))
+    estimator = NocsEstimator(net, spec, models, config)
     oracle = OracleDetector(nocs_scene.root, nocs_scene.split)
     ious, position_errors, add_s_errors = [], [], []
     for frame in split_frames(nocs_scene):

@@ -29,6 +29,7 @@ from tf2_msgs.msg import TFMessage
 from ros2_sixdpose.config import load_config
 from ros2_sixdpose.core.camera import PinholeCamera
 from ros2_sixdpose.core.geometry import rotation_angle
+from ros2_sixdpose.core.messages import InstancePose, matrix_from_pose, matrix_from_transform, stamp_ns
 from ros2_sixdpose.core.metrics import add_s
 from ros2_sixdpose.core.objects import ObjectRegistry
 from ros2_sixdpose.data.bags import scene_stamps
@@ -37,25 +38,21 @@ from ros2_sixdpose.data.synth import SynthConfig, generate_split
 from ros2_sixdpose.detection.base import DetectorConfig, ImageKey
 from ros2_sixdpose.estimation.factory import EstimatorConfig
 from ros2_sixdpose.msg import DetectionArray, ObjectPoseArray
-from ros2_sixdpose.nodes import NODES, POSES_TOPIC, object_pose_topic
-from ros2_sixdpose.nodes.conversions import (
-    image_msg,
-    matrix_from_pose,
-    matrix_from_transform,
-    rgb_from_image,
-    stamp_ns,
-    time_msg,
-)
+from ros2_sixdpose.nodes import NODES
+from ros2_sixdpose.nodes.conversions import image_msg, rgb_from_image, time_msg
 from ros2_sixdpose.nodes.deployment import launch_node_arguments, load_deployment
-from ros2_sixdpose.nodes.instances import InstancePose, number_instances
+from ros2_sixdpose.nodes.instances import number_instances
 from ros2_sixdpose.nodes.stages import OracleKeys
 from ros2_sixdpose.pipeline import Frame, Pipeline
+from ros2_sixdpose.refinement.factory import RefinerConfig
+from ros2_sixdpose.topics import POSES_TOPIC, object_pose_topic
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAME_ID = "camera_color_optical_frame"
 OBJECTS = (1, 4, 5)  # duck, mug, lego
 ANSWER_TIMEOUT_S = 30.0  # node start-up (torch, DDS discovery) included
-ESTIMATOR_CONFIG = "config/estimator_pix2pix.yaml"  # NOCS by Pix2Pix + RANSAC-PnP, the shipped weights
+ESTIMATOR_CONFIG = "config/estimator.yaml"  # NOCS by Pix2Pix + RANSAC-PnP, the shipped weights
+REFINER_CONFIG = "config/refiner.yaml"  # render-and-compare refinement, on by default in the node
 # Every RANSAC pose is accepted, so each frame yields poses whatever the weights' accuracy: the node path is
 # compared with the pipeline on real poses (accuracy against ground truth is the estimator's own tests' job).
 ACCEPT_ANY_PNP = {"nocs.pnp.min_inliers": 4, "nocs.pnp.min_inlier_ratio": 0.0}
@@ -253,6 +250,7 @@ def test_oracle_keys_follow_the_bag_stamps(scene):
         OracleKeys(DetectorConfig(type="oracle", dataset=str(scene / "data"), split="test"), 3, ROOT)
 
 
+@pytest.mark.ros
 def test_poses_over_dds_are_the_pipeline_poses_in_every_form(scene, probe, estimator_node):
     """ObjectPoseArray, PoseStamped and /tf carry, with the image's stamp and frame, the poses that
     `ros2_sixdpose.pipeline` gives offline for the same image: the node path (encoding, K, stamps,
@@ -260,7 +258,8 @@ def test_poses_over_dds_are_the_pipeline_poses_in_every_form(scene, probe, estim
     split = BopSplit(scene / "data", "test")
     detector = DetectorConfig(type="oracle", dataset=str(split.root), split=split.split)
     estimator = load_config(EstimatorConfig, ROOT / ESTIMATOR_CONFIG, ACCEPT_ANY_PNP)
-    pipeline = Pipeline.from_configs(detector, estimator, ROOT)
+    refiner = load_config(RefinerConfig, ROOT / REFINER_CONFIG)  # the node's default refinement stage
+    pipeline = Pipeline.from_configs(detector, estimator, refiner, root=ROOT)
     names = {model.obj_id: model.name for model in ObjectRegistry.from_dir(ROOT / "assets/models")}
     published = 0
     for im_id in (0, 1):
@@ -289,6 +288,7 @@ def test_poses_over_dds_are_the_pipeline_poses_in_every_form(scene, probe, estim
     assert published >= 4  # of the 6 visible instances: poses were compared, not just empty arrays
 
 
+@pytest.mark.ros
 def test_poses_over_dds_are_within_tolerance_of_the_ground_truth(gt_scene, probe):
     """The node with the shipped configuration (Pix2Pix NOCS, PnP acceptance as configured) on a fresh 640x480
     scene: the PoseStamped and /tf transforms it publishes are within GT_TOLERANCE of the ground truth."""
@@ -326,6 +326,7 @@ def test_poses_over_dds_are_within_tolerance_of_the_ground_truth(gt_scene, probe
     assert len(errors) >= GT_MIN_POSES and within >= GT_MIN_FRACTION, sorted(np.round(errors, 3))
 
 
+@pytest.mark.ros
 def test_bad_input_is_logged_once_and_the_next_good_frame_is_answered(scene, probe, estimator_node):
     good_image, good_info, K = _frame(scene, 1)
     probe.send_until_answered(good_image, good_info)
@@ -364,6 +365,7 @@ def test_bad_input_is_logged_once_and_the_next_good_frame_is_answered(scene, pro
     assert probe.spin(3.0, lambda: probe.diagnostics[-1].status[0].level == DiagnosticStatus.OK)
 
 
+@pytest.mark.ros
 @pytest.mark.parametrize("parameters, reason", [
     ({"estimator.nocs.weights": "/nonexistent/nocs.pt"}, "/nonexistent/nocs.pt: NOCS network weights not found"),
     ({"estimator.nocs.weights": "{scene}/corrupt.pt"}, "corrupt.pt: not a readable weights file"),
@@ -380,6 +382,7 @@ def test_node_refuses_to_start_with_the_reason(scene, parameters, reason):
     assert "cannot start" in result.stderr and reason in result.stderr, result.stderr
 
 
+@pytest.mark.ros
 def test_split_deployment_sends_detections_between_processes(scene, probe):
     """detector_node and pose_estimator_node (detections from the topic) as two processes via `sixdpose run`,
     on another camera's topics (remapped), so the node of the other tests does not answer."""
@@ -405,6 +408,7 @@ def test_split_deployment_sends_detections_between_processes(scene, probe):
         assert run.stop() == 0, run.log()
 
 
+@pytest.mark.ros
 def test_parameters_are_typed_read_only_for_stages_and_live_for_publishing(scene, probe):
     from ros2_sixdpose.nodes.pose_estimator_node import PoseEstimatorNode
 

@@ -11,12 +11,14 @@ import pytest
 from ros2_sixdpose.cli import eval as eval_cli
 from ros2_sixdpose.core.objects import load_models
 from ros2_sixdpose.data.bop import BopSplit, read_results_csv
-from ros2_sixdpose.detection.base import DetectorConfig, ImageKey, make_detector
+from ros2_sixdpose.detection.base import DetectorConfig, ImageKey
+from ros2_sixdpose.detection.factory import make_detector
 from ros2_sixdpose.estimation.base import PoseEstimate
 from ros2_sixdpose.estimation.factory import EstimatorConfig, make_estimator
 from ros2_sixdpose.estimation.nocs_estimator import NocsEstimatorConfig
-from ros2_sixdpose.evaluation import EvalConfig, evaluate_split
-from ros2_sixdpose.pipeline import METRICS_FILE, RESULTS_FILE, Pipeline, evaluate_pipeline, split_frames
+from ros2_sixdpose.evaluation.scoring import EvalConfig, evaluate_split
+from ros2_sixdpose.evaluation.split_run import METRICS_FILE, RESULTS_FILE, evaluate_pipeline, split_frames
+from ros2_sixdpose.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 PIX2PIX = ROOT / "weights" / "nocs_pix2pix.pt"

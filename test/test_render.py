@@ -1,7 +1,6 @@
 """Renderer against analytic geometry: depth of a box and a sphere, silhouettes, NOCS, occlusion, texture."""
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 from pathlib import Path
@@ -13,7 +12,7 @@ import trimesh
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from ros2_sixdpose.bench import render as bench_render
+from ros2_sixdpose.cli import main
 from ros2_sixdpose.core.objects import ObjectModel
 from ros2_sixdpose.core.render import MAX_CACHED_FRAMEBUFFERS, Lighting, Renderer
 
@@ -315,10 +314,8 @@ def test_bad_model_raises_naming_model_and_field(models: dict[int, ObjectModel])
 
 
 def test_bench_render_writes_figures(tmp_path: Path) -> None:
-    parser = argparse.ArgumentParser()
-    bench_render.add_arguments(parser)
     out = tmp_path / "render.json"
-    assert bench_render.run(parser.parse_args(["--frames", "3", "--out", str(out)])) == 0
+    assert main(["bench", "render", "--frames", "3", "--out", str(out)]) == 0
     figures = json.loads(out.read_text())
     assert figures["n_objects"] == 5 and figures["width"] == 640 and figures["height"] == 480
     assert 0 < figures["median_ms"] <= figures["p90_ms"]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from ros2_sixdpose.cli import synth as synth_cli
+from ros2_sixdpose.cli.common import parse_overrides
 from ros2_sixdpose.core.camera import PinholeCamera
 from ros2_sixdpose.core.geometry import invert_pose, rotation_angle
 from ros2_sixdpose.core.objects import load_models
@@ -344,7 +345,7 @@ def test_existing_split_is_not_overwritten_silently(tmp_path, models_dir):
 
 
 def test_cli_overrides_reach_the_config():
-    assert synth_cli.parse_overrides(["camera.width=320", "scene.supports=[floor]"]) == {
+    assert parse_overrides(["camera.width=320", "scene.supports=[floor]"]) == {
         "camera.width": 320, "scene.supports": ["floor"]}
     with pytest.raises(ValueError, match="KEY=VALUE"):
-        synth_cli.parse_overrides(["camera.width"])
+        parse_overrides(["camera.width"])

@@ -1,37 +1,24 @@
-"""`sixdpose bench detector`: ms per 640x480 frame of the configured detector (post-processing included), peak RSS."""
+"""The detector benchmark (`sixdpose bench detector`): ms per 640x480 frame of a detector (post-processing included), peak RSS."""
 from __future__ import annotations
 
-import argparse
-import json
 import multiprocessing
 import resource
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from ros2_sixdpose.config import load_config
 from ros2_sixdpose.data.bop import BopSplit, read_rgb
 from ros2_sixdpose.data.synth import SynthConfig, generate_split
-from ros2_sixdpose.detection.base import DetectorConfig, make_detector
+from ros2_sixdpose.detection.base import DetectorConfig
+from ros2_sixdpose.detection.factory import make_detector
 
 TARGET_MS = 30.0
 WARMUP_FRAMES = 3
 BENCH_SEED = 777  # scenes of the benchmark; no data set of the project is made with it
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the benchmark's options."""
-    parser.add_argument("--out", type=Path, default=Path("out/bench/detector.json"), help="JSON file for the figures")
-    parser.add_argument("--config", type=Path, default=Path("config/detector.yaml"), help="detector configuration")
-    parser.add_argument("--frames", type=int, default=100, help=f"timed frames (after {WARMUP_FRAMES} warm-up frames)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's)")
-    parser.add_argument("--dataset", type=Path, default=None,
-                        help="BOP data set to take frames from "
-                        "(default: 2 scenes x 5 images synthesised in a temporary folder)")
-    parser.add_argument("--split", default="test", help="split of --dataset")
 
 
 def bench_frames(dataset: Path | None, split: str, models_dir: Path) -> list[np.ndarray]:
@@ -54,18 +41,16 @@ def bench_frames(dataset: Path | None, split: str, models_dir: Path) -> list[np.
         return bench_frames(Path(tmp), "bench", models_dir)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Time `Detector.detect` on 640x480 frames; print and write median / p90 ms per frame and peak RSS."""
-    if args.frames < 1:
-        raise ValueError(f"--frames must be >= 1, got {args.frames}")
-    overrides = {"threads": args.threads} if args.threads is not None else None
-    config = load_config(DetectorConfig, args.config, overrides)
+def measure(config: DetectorConfig, n_frames: int, dataset: Path | None = None, split: str = "test") -> dict[str, Any]:
+    """Time `Detector.detect` on 640x480 frames (of `dataset`'s split, else synthesised): the figures written as JSON."""
+    if n_frames < 1:
+        raise ValueError(f"frames must be >= 1, got {n_frames}")
     start = time.perf_counter()
     detector = make_detector(config)
     load_ms = (time.perf_counter() - start) * 1e3
-    frames = bench_frames(args.dataset, args.split, Path(config.models_dir))
+    frames = bench_frames(dataset, split, Path(config.models_dir))
     wall, cpu, counts = [], [], []
-    for index in range(args.frames + WARMUP_FRAMES):
+    for index in range(n_frames + WARMUP_FRAMES):
         rgb = frames[index % len(frames)]
         t0, c0 = time.perf_counter(), time.process_time()
         detections = detector.detect(rgb)
@@ -81,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         "height": height,
         "input_scale": config.input_scale,
         "threads": torch.get_num_threads(),
-        "frames": args.frames,
+        "frames": n_frames,
         "distinct_images": len(frames),
         "mean_detections": float(np.mean(counts)),
         "median_ms": float(np.median(wall)),
@@ -95,12 +80,4 @@ def run(args: argparse.Namespace) -> int:
         "target_ms": TARGET_MS,
         "meets_target": bool(np.median(wall) <= TARGET_MS),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"{config.type} detector, {width}x{height} (network input x{config.input_scale}), "
-          f"{figures['threads']} threads, {args.frames} frames, {figures['mean_detections']:.1f} detections per frame")
-    print(f"{'median ms':>10}{'p90 ms':>10}{'CPU ms':>10}{'peak RSS MB':>14}")
-    print(f"{figures['median_ms']:>10.2f}{figures['p90_ms']:>10.2f}{figures['cpu_median_ms']:>10.2f}"
-          f"{figures['peak_rss_mb']:>14.1f}")
-    print(f"target <= {TARGET_MS:.0f} ms: {'met' if figures['meets_target'] else 'NOT met'}; written to {args.out}")
-    return 0
+    return figures

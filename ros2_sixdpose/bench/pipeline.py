@@ -1,4 +1,4 @@
-"""`sixdpose bench pipeline`: ms per 640x480 frame of detector + estimator, per stage and end to end, and peak RSS.
+"""The pipeline benchmark (`sixdpose bench pipeline`): ms per 640x480 frame of detector + estimator, per stage and end to end, and peak RSS.
 
 Drives `ros2_sixdpose.pipeline.Pipeline` directly (no ROS, no DDS: `sixdpose replay` measures those) on
 freshly synthesised scenes holding exactly one and exactly five objects of the set (plus distractors),
@@ -9,41 +9,29 @@ case (so the five-object figure includes the one-object run and the model loadin
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import resource
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from ros2_sixdpose.config import load_config
 from ros2_sixdpose.data.bop import BopSplit
 from ros2_sixdpose.data.synth import SynthConfig, generate_split
-from ros2_sixdpose.detection.base import DetectorConfig, make_detector
+from ros2_sixdpose.detection.base import DetectorConfig
+from ros2_sixdpose.detection.factory import make_detector
 from ros2_sixdpose.estimation.factory import EstimatorConfig, make_estimator
 from ros2_sixdpose.estimation.nocs_estimator import NocsEstimator
-from ros2_sixdpose.pipeline import Frame, Pipeline, split_frames
+from ros2_sixdpose.evaluation.split_run import split_frames
+from ros2_sixdpose.pipeline import Frame, Pipeline
 
 OBJECT_COUNTS = (1, 5)
 WARMUP_FRAMES = 2
 BENCH_SEED = 778  # scenes of this benchmark; no data set of the project is made with it
 SCENES, IMAGES_PER_SCENE = 2, 3  # distinct frames per case
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the benchmark's options."""
-    parser.add_argument("--out", type=Path, default=Path("out/bench/pipeline.json"), help="JSON file for the figures")
-    parser.add_argument("--detector-config", type=Path, default=ROOT / "config" / "detector.yaml",
-                        help="detection stage (an oracle reads the synthesised scenes' ground truth)")
-    parser.add_argument("--estimator-config", type=Path, default=ROOT / "config" / "estimator.yaml",
-                        help="pose-estimation stage")
-    parser.add_argument("--frames", type=int, default=20, help=f"timed frames per case (after {WARMUP_FRAMES} warm-up)")
-    parser.add_argument("--synth-config", type=Path, default=ROOT / "config" / "synth.yaml", help="scene settings")
 
 
 def synth_split(root: Path, n_objects: int, config: SynthConfig, models_dir: Path) -> BopSplit:
@@ -93,24 +81,24 @@ def time_pipeline(pipeline: Pipeline, frames: list[Frame], n_frames: int) -> dic
     }
 
 
-def run(args: argparse.Namespace) -> int:
-    """Time the pipeline with one and with five objects per frame; print a table and write the JSON."""
-    if args.frames < 1:
-        raise ValueError(f"--frames must be >= 1, got {args.frames}")
-    detector_config = load_config(DetectorConfig, args.detector_config)
-    estimator_config = load_config(EstimatorConfig, args.estimator_config)
+def measure(
+    detector_config: DetectorConfig, estimator_config: EstimatorConfig, synth: SynthConfig, n_frames: int, root: Path
+) -> dict[str, Any]:
+    """Time the pipeline with one and with five objects per frame (paths in the configs relative to `root`): the
+    figures written as JSON."""
+    if n_frames < 1:
+        raise ValueError(f"frames must be >= 1, got {n_frames}")
     start = time.perf_counter()
-    estimator = make_estimator(estimator_config, ROOT)
-    detector = make_detector(detector_config, ROOT) if detector_config.type != "oracle" else None
+    estimator = make_estimator(estimator_config, root)
+    detector = make_detector(detector_config, root) if detector_config.type != "oracle" else None
     load_ms = 1e3 * (time.perf_counter() - start)
-    synth = load_config(SynthConfig, args.synth_config)
     cases = {}
     with tempfile.TemporaryDirectory(prefix="sixdpose_bench_pipeline_") as tmp:
         for n_objects in OBJECT_COUNTS:
-            split = synth_split(Path(tmp), n_objects, synth, ROOT / estimator_config.nocs.models_dir)
+            split = synth_split(Path(tmp), n_objects, synth, root / estimator_config.nocs.models_dir)
             if detector_config.type == "oracle":
                 detector = make_detector(dataclasses.replace(detector_config, dataset=tmp, split=split.split))
-            cases[str(n_objects)] = time_pipeline(Pipeline(detector, estimator), list(split_frames(split)), args.frames)
+            cases[str(n_objects)] = time_pipeline(Pipeline(detector, estimator), list(split_frames(split)), n_frames)
     figures = {
         "width": 640,
         "height": 480,
@@ -121,17 +109,4 @@ def run(args: argparse.Namespace) -> int:
         "objects": cases,
         "peak_rss_mb": max(case["peak_rss_mb"] for case in cases.values()),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"{detector_config.type} detector + {estimator.method}, 640x480, {figures['torch_threads']} torch threads, "
-          f"{args.frames} frames per case; ms per frame, median / p90")
-    print(f"{'stage':<18}" + "".join(f"{n + (' object' if n == '1' else ' objects'):>20}" for n in cases))
-    for stage in next(iter(cases.values()))["stages"]:
-        cells = [case["stages"].get(stage) for case in cases.values()]
-        print(f"{stage:<18}" + "".join(f"{c['median_ms']:>11.1f} / {c['p90_ms']:>6.1f}" if c else f"{'-':>20}"
-                                       for c in cells))
-    print(f"{'detections':<18}" + "".join(f"{case['mean_detections']:>20.1f}" for case in cases.values()))
-    print(f"{'poses':<18}" + "".join(f"{case['mean_poses']:>20.1f}" for case in cases.values()))
-    print(f"peak RSS {figures['peak_rss_mb']:.0f} MB; model loading {load_ms:.0f} ms; written to {args.out}")
-    return 0
-
+    return figures

@@ -1,10 +1,9 @@
-"""`sixdpose bench render`: milliseconds per 640x480 frame of five objects, all outputs read back."""
+"""The renderer benchmark (`sixdpose bench render`): milliseconds per 640x480 frame of five objects, all outputs read back."""
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -17,17 +16,6 @@ WIDTH, HEIGHT = 640, 480
 K_BENCH = np.array([[615.0, 0.0, 319.5], [0.0, 615.0, 239.5], [0.0, 0.0, 1.0]])
 TARGET_MS = 20.0
 N_OBJECTS = 5
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the benchmark's options."""
-    parser.add_argument("--out", type=Path, default=Path("out/bench/render.json"), help="JSON file for the figures")
-    parser.add_argument("--frames", type=int, default=50, help="timed frames (after 3 warm-up frames)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the object poses")
-    parser.add_argument(
-        "--models", type=Path, default=None,
-        help="BOP models folder (default: the project's object set, built in memory from pybullet_data)",
-    )
 
 
 def bench_models(models_dir: Path | None) -> dict[int, ObjectModel]:
@@ -54,17 +42,17 @@ def scene_poses(obj_ids: list[int], rng: np.random.Generator) -> list[tuple[int,
     return objects
 
 
-def run(args: argparse.Namespace) -> int:
-    """Time `Renderer.render` with every output at 640x480; print and write median / p90 ms per frame."""
-    if args.frames < 1:
-        raise ValueError(f"--frames must be >= 1, got {args.frames}")
-    rng = np.random.default_rng(args.seed)
-    models = bench_models(args.models)
+def measure(models_dir: Path | None, n_frames: int, seed: int) -> dict[str, Any]:
+    """Time `Renderer.render` with every output at 640x480 (poses drawn with `seed`): the figures written as JSON."""
+    if n_frames < 1:
+        raise ValueError(f"frames must be >= 1, got {n_frames}")
+    rng = np.random.default_rng(seed)
+    models = bench_models(models_dir)
     t0 = time.perf_counter()
     with Renderer(models) as renderer:
         setup_ms = (time.perf_counter() - t0) * 1e3
         obj_ids = list(models)
-        frames = [scene_poses(obj_ids, rng) for _ in range(args.frames + 3)]
+        frames = [scene_poses(obj_ids, rng) for _ in range(n_frames + 3)]
         all_ms, all_cpu_ms = _time_frames(renderer, frames, OUTPUTS)
         depth_ms, _ = _time_frames(renderer, frames, ("depth",))
         gl_renderer = renderer.gl_renderer
@@ -74,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
         "n_objects": N_OBJECTS,
         "n_triangles": int(sum(len(models[obj_id].faces) for obj_id, _ in frames[0])),
         "objects": [models[obj_id].name for obj_id, _ in frames[0]],
-        "models": str(args.models) if args.models else "object set (pybullet_data)",
+        "models": str(models_dir) if models_dir else "object set (pybullet_data)",
         "outputs": list(OUTPUTS),
-        "frames": args.frames,
+        "frames": n_frames,
         "median_ms": float(np.median(all_ms)),
         "p90_ms": float(np.percentile(all_ms, 90)),
         "mean_ms": float(np.mean(all_ms)),
@@ -89,17 +77,7 @@ def run(args: argparse.Namespace) -> int:
         "meets_target": bool(np.median(all_ms) <= TARGET_MS),
         "gl_renderer": gl_renderer,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"renderer: {gl_renderer}")
-    scene = f"{N_OBJECTS} objects ({', '.join(figures['objects'])}; {figures['n_triangles']} triangles)"
-    print(f"{WIDTH}x{HEIGHT}, {scene}, {args.frames} frames")
-    print(f"{'outputs':<28}{'median ms':>10}{'p90 ms':>10}{'CPU ms':>10}")
-    print(f"{'rgb+depth+instance+nocs':<28}{figures['median_ms']:>10.2f}{figures['p90_ms']:>10.2f}"
-          f"{figures['cpu_median_ms']:>10.2f}")
-    print(f"{'depth':<28}{figures['depth_only_median_ms']:>10.2f}{figures['depth_only_p90_ms']:>10.2f}")
-    print(f"target <= {TARGET_MS:.0f} ms: {'met' if figures['meets_target'] else 'NOT met'}; written to {args.out}")
-    return 0
+    return figures
 
 
 def _time_frames(

@@ -1,24 +1,20 @@
-"""`sixdpose`: the project's one command line; each subcommand lives in its own module here."""
+"""`sixdpose`: the project's one command line; each subcommand lives in its own module here.
+
+Building the parser imports no torch, pybullet, moderngl or rclpy: each subcommand imports what it
+needs when it runs, so `sixdpose --help` and `sixdpose X --help` answer at once.
+"""
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 
-# Each module defines `register(subparsers)` which adds its parser and sets `func(args) -> int`.
-SUBCOMMANDS = (
-    "objects",
-    "synth",
-    "bag",
-    "train",
-    "eval",
-    "study",
-    "bench",
-    "run",
-    "replay",
-    "demo",
-)
+from ros2_sixdpose.cli import bag, bench, demo, objects, replay, run, study, synth, train
+from ros2_sixdpose.cli import eval as eval_command
+
+# In the order `sixdpose --help` lists them; each module's `register(subparsers)` adds its parser and sets
+# `func(args) -> int`.
+SUBCOMMANDS = (objects, synth, bag, train, eval_command, study, bench, run, replay, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,8 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sixdpose", description="6D object pose estimation for ROS 2.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for name in SUBCOMMANDS:
-        importlib.import_module(f"{__name__}.{name}").register(subparsers)
+    for module in SUBCOMMANDS:
+        module.register(subparsers)
     return parser
 
 

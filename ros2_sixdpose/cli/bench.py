@@ -1,26 +1,238 @@
-"""`sixdpose bench <target>`: run one benchmark module of `ros2_sixdpose.bench`."""
+"""`sixdpose bench <target>`: run one benchmark of `ros2_sixdpose.bench`, print its figures and write them as JSON."""
 from __future__ import annotations
 
 import argparse
-import importlib
+import json
+from pathlib import Path
+from typing import Any
 
-# Target name -> help; each is a module ros2_sixdpose/bench/<name>.py with add_arguments(parser) and run(args) -> int.
-TARGETS = {
-    "render": "ms per 640x480 frame of 5 objects, colour + depth + mask + NOCS",
-    "synth": "images/s of sixdpose synth at 640x480 (4 scenes x 10 images) and time per stage",
-    "detector": "ms per 640x480 frame of the configured detector (median, p90) and peak RSS",
-    "estimator": "ms per crop of the NOCS estimator (network + PnP) for Pix2Pix and BBDM",
-    "pipeline": "ms per 640x480 frame of detector + estimator, per stage and end to end, with 1 and 5 objects, "
-                "and peak RSS",
-}
+from ros2_sixdpose.paths import OUT_DIR, WEIGHTS_DIR, config_file, package_root
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `bench` and one sub-parser per target."""
     parser = subparsers.add_parser("bench", help="benchmarks; figures printed and written as JSON")
     targets = parser.add_subparsers(dest="target", required=True)
-    for name, help_text in TARGETS.items():
-        module = importlib.import_module(f"ros2_sixdpose.bench.{name}")
+    for name, help_text, add_arguments, run in (
+        ("render", "ms per 640x480 frame of 5 objects, colour + depth + mask + NOCS", _render_arguments, run_render),
+        ("synth", "images/s of sixdpose synth at 640x480 (4 scenes x 10 images) and time per stage",
+         _synth_arguments, run_synth),
+        ("detector", "ms per 640x480 frame of the configured detector (median, p90) and peak RSS",
+         _detector_arguments, run_detector),
+        ("estimator", "ms per crop of the NOCS estimator (network + PnP) for Pix2Pix and BBDM",
+         _estimator_arguments, run_estimator),
+        ("pipeline", "ms per 640x480 frame of detector + estimator, per stage and end to end, with 1 and 5 "
+                     "objects, and peak RSS", _pipeline_arguments, run_pipeline),
+        ("refiner", "ms per object of retrieval + render-and-compare refinement from 15 deg / 2 cm starts",
+         _refiner_arguments, run_refiner),
+    ):
         target = targets.add_parser(name, help=help_text)
-        module.add_arguments(target)
-        target.set_defaults(func=module.run)
+        target.add_argument("--out", type=Path, default=Path(OUT_DIR) / "bench" / f"{name}.json",
+                            help="JSON file for the figures")
+        add_arguments(target)
+        target.set_defaults(func=run)
+
+
+def _write(figures: dict[str, Any], out: Path) -> None:
+    """Write a benchmark's figures as JSON to `out`, creating its folder."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def _verdict(meets_target: bool) -> str:
+    return "met" if meets_target else "NOT met"
+
+
+# ---------------------------------------------------------------- render
+
+
+def _render_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--frames", type=int, default=50, help="timed frames (after 3 warm-up frames)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the object poses")
+    parser.add_argument(
+        "--models", type=Path, default=None,
+        help="BOP models folder (default: the project's object set, built in memory from pybullet_data)",
+    )
+
+
+def run_render(args: argparse.Namespace) -> int:
+    """Time the renderer with every output at 640x480; print and write median / p90 ms per frame."""
+    from ros2_sixdpose.bench import render
+
+    figures = render.measure(args.models, args.frames, args.seed)
+    _write(figures, args.out)
+    print(f"renderer: {figures['gl_renderer']}")
+    scene = f"{figures['n_objects']} objects ({', '.join(figures['objects'])}; {figures['n_triangles']} triangles)"
+    print(f"{figures['width']}x{figures['height']}, {scene}, {args.frames} frames")
+    print(f"{'outputs':<28}{'median ms':>10}{'p90 ms':>10}{'CPU ms':>10}")
+    print(f"{'rgb+depth+instance+nocs':<28}{figures['median_ms']:>10.2f}{figures['p90_ms']:>10.2f}"
+          f"{figures['cpu_median_ms']:>10.2f}")
+    print(f"{'depth':<28}{figures['depth_only_median_ms']:>10.2f}{figures['depth_only_p90_ms']:>10.2f}")
+    print(f"target <= {figures['target_ms']:.0f} ms: {_verdict(figures['meets_target'])}; written to {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------- synth
+
+
+def _synth_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scenes", type=int, default=4)
+    parser.add_argument("--images-per-scene", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sequence", action="store_true", help="time --sequence scenes")
+    parser.add_argument("--models", type=Path, default=None,
+                        help="BOP models folder (default: the object set, built in a temporary folder)")
+    default_config = config_file("synth.yaml")
+    parser.add_argument("--config", type=Path, default=default_config if default_config.is_file() else None)
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    """Generate a split in a temporary folder; print and write images/s and seconds per stage."""
+    from ros2_sixdpose.bench import synth
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.data.synth import SynthConfig
+
+    config = load_config(SynthConfig, args.config)
+    figures = synth.measure(config, args.scenes, args.images_per_scene, args.seed, args.sequence, args.models)
+    _write(figures, args.out)
+    print(f"{figures['images']} images ({figures['instances']} instances) of {figures['scenes']} scenes at "
+          f"{figures['width']}x{figures['height']} in {figures['seconds']:.1f} s: {figures['images_per_s']:.2f} "
+          f"images/s ({figures['ms_per_image']:.0f} ms per image, {figures['megabytes_per_image']:.2f} MB per image)")
+    print(f"{'per scene':<28}{'ms':>8}")
+    for stage, ms in figures["per_scene_ms"].items():
+        print(f"  {stage:<26}{ms:>8.1f}")
+    print(f"{'per image':<28}{'ms':>8}")
+    for stage, ms in figures["per_image_ms"].items():
+        note = "  (writer thread, overlaps the rest)" if stage == "write" else ""
+        print(f"  {stage:<26}{ms:>8.1f}{note}")
+    print(f"target >= {figures['target_images_per_s']:.0f} images/s: {_verdict(figures['meets_target'])}; "
+          f"written to {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------- detector
+
+
+def _detector_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=config_file("detector.yaml"), help="detector configuration")
+    parser.add_argument("--frames", type=int, default=100, help="timed frames (after 3 warm-up frames)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's)")
+    parser.add_argument("--dataset", type=Path, default=None,
+                        help="BOP data set to take frames from "
+                        "(default: 2 scenes x 5 images synthesised in a temporary folder)")
+    parser.add_argument("--split", default="test", help="split of --dataset")
+
+
+def run_detector(args: argparse.Namespace) -> int:
+    """Time the configured detector on 640x480 frames; print and write median / p90 ms per frame and peak RSS."""
+    from ros2_sixdpose.bench import detector
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.detection.base import DetectorConfig
+
+    overrides = {"threads": args.threads} if args.threads is not None else None
+    config = load_config(DetectorConfig, args.config, overrides)
+    figures = detector.measure(config, args.frames, args.dataset, args.split)
+    _write(figures, args.out)
+    print(f"{config.type} detector, {figures['width']}x{figures['height']} (network input x{config.input_scale}), "
+          f"{figures['threads']} threads, {args.frames} frames, {figures['mean_detections']:.1f} detections per frame")
+    print(f"{'median ms':>10}{'p90 ms':>10}{'CPU ms':>10}{'peak RSS MB':>14}")
+    print(f"{figures['median_ms']:>10.2f}{figures['p90_ms']:>10.2f}{figures['cpu_median_ms']:>10.2f}"
+          f"{figures['peak_rss_mb']:>14.1f}")
+    print(f"target <= {figures['target_ms']:.0f} ms: {_verdict(figures['meets_target'])}; written to {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------- estimator
+
+
+def _estimator_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", type=Path, nargs="+",
+                        default=[Path(WEIGHTS_DIR) / "nocs_pix2pix.pt", Path(WEIGHTS_DIR) / "nocs_bbdm.pt"])
+    parser.add_argument("--models", type=Path, default=None, help="BOP models folder (default: assets/models)")
+    parser.add_argument("--steps", type=int, nargs="+", default=[10], help="BBDM sampler steps to time")
+    parser.add_argument("--crops", type=int, default=30, help="timed crops (after 3 warm-up crops)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+
+
+def run_estimator(args: argparse.Namespace) -> int:
+    """Time every weights file (BBDM at each step count), print a table and write the JSON."""
+    from ros2_sixdpose.bench import estimator
+    from ros2_sixdpose.paths import models_dir
+
+    content = estimator.measure(args.weights, args.models or models_dir(), args.steps, args.crops, args.threads)
+    _write(content, args.out)
+    print(f"{'weights':<32}{'steps':>6}{'median ms':>11}{'p90 ms':>9}{'CPU ms':>9}{'net ms':>9}{'PnP ms':>9}  target")
+    for r in content["results"]:
+        print(f"{r['weights']:<32}{r['sample_steps'] or '-':>6}{r['median_ms']:>11.1f}{r['p90_ms']:>9.1f}"
+              f"{r['cpu_median_ms']:>9.1f}{r['network_median_ms']:>9.1f}{r['pnp_median_ms']:>9.1f}  "
+              f"<= {r['target_ms']:.0f} ms {_verdict(r['meets_target'])}")
+    print(f"written to {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------- pipeline
+
+
+def _pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--detector-config", type=Path, default=config_file("detector.yaml"),
+                        help="detection stage (an oracle reads the synthesised scenes' ground truth)")
+    parser.add_argument("--estimator-config", type=Path, default=config_file("estimator.yaml"),
+                        help="pose-estimation stage")
+    parser.add_argument("--frames", type=int, default=20, help="timed frames per case (after 2 warm-up)")
+    parser.add_argument("--synth-config", type=Path, default=config_file("synth.yaml"), help="scene settings")
+
+
+def run_pipeline(args: argparse.Namespace) -> int:
+    """Time the pipeline with one and with five objects per frame; print a table and write the JSON."""
+    from ros2_sixdpose.bench import pipeline
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.data.synth import SynthConfig
+    from ros2_sixdpose.detection.base import DetectorConfig
+    from ros2_sixdpose.estimation.factory import EstimatorConfig
+
+    figures = pipeline.measure(
+        load_config(DetectorConfig, args.detector_config), load_config(EstimatorConfig, args.estimator_config),
+        load_config(SynthConfig, args.synth_config), args.frames, package_root(),
+    )
+    _write(figures, args.out)
+    cases = figures["objects"]
+    print(f"{figures['detector']} detector + {figures['estimator']}, 640x480, {figures['torch_threads']} torch "
+          f"threads, {args.frames} frames per case; ms per frame, median / p90")
+    print(f"{'stage':<18}" + "".join(f"{n + (' object' if n == '1' else ' objects'):>20}" for n in cases))
+    for stage in next(iter(cases.values()))["stages"]:
+        cells = [case["stages"].get(stage) for case in cases.values()]
+        print(f"{stage:<18}" + "".join(f"{c['median_ms']:>11.1f} / {c['p90_ms']:>6.1f}" if c else f"{'-':>20}"
+                                       for c in cells))
+    print(f"{'detections':<18}" + "".join(f"{case['mean_detections']:>20.1f}" for case in cases.values()))
+    print(f"{'poses':<18}" + "".join(f"{case['mean_poses']:>20.1f}" for case in cases.values()))
+    print(f"peak RSS {figures['peak_rss_mb']:.0f} MB; model loading {figures['load_ms']:.0f} ms; written to {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------- refiner
+
+
+def _refiner_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--refiner-config", type=Path, default=config_file("refiner.yaml"),
+                        help="refinement stage configuration")
+    parser.add_argument("--trials", type=int, default=5, help="timed refinements per object (after one warm-up)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the poses, lights and starts")
+
+
+def run_refiner(args: argparse.Namespace) -> int:
+    """Time the configured refiner on every object; print and write median / p90 ms per object."""
+    from ros2_sixdpose.bench import refiner
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.refinement.factory import RefinerConfig
+
+    config = load_config(RefinerConfig, args.refiner_config)
+    figures = refiner.measure(config, package_root(), args.trials, args.seed)
+    _write(figures, args.out)
+    print(f"{config.type} refiner, {figures['retrieval_hypotheses']} retrieved hypotheses, start: {figures['start']}, "
+          f"{args.trials} trials per object; load average {figures['load_average'][0]:.1f}")
+    print(f"{'object':<12}{'median ms':>10}{'success':>9}")
+    for name, row in figures["per_object"].items():
+        print(f"{name:<12}{row['median_ms']:>10.1f}{row['success']:>9.2f}")
+    print(f"{'all':<12}{figures['median_ms']:>10.1f}   (p90 {figures['p90_ms']:.1f}, CPU {figures['cpu_median_ms']:.1f})")
+    print(f"target <= {figures['target_ms']:.0f} ms: {_verdict(figures['meets_target'])}; written to {args.out}")
+    return 0

@@ -20,46 +20,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
-import time
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import cv2
-import numpy as np
-import yaml
-from rosbags.rosbag2 import Reader
-
-from ros2_sixdpose.cli.replay import METRICS_FILE, OUTPUT_BAG, NodeExited, replay_and_score, with_parameters
-from ros2_sixdpose.cli.run import DEFAULT_CONFIG
-from ros2_sixdpose.config import load_config
-from ros2_sixdpose.core.geometry import invert_pose, look_at
-from ros2_sixdpose.core.objects import ObjectModel, load_models
-from ros2_sixdpose.core.render import Lighting, Renderer
-from ros2_sixdpose.data import bop
-from ros2_sixdpose.data.bags import BagError, BagFrame, read_bag, rgb_from_msg, write_bag
-from ros2_sixdpose.data.msg_types import typestore
-from ros2_sixdpose.data.synth import SynthConfig, generate_split
-from ros2_sixdpose.evaluation import EvalConfig
-from ros2_sixdpose.nodes import POSES_OVERLAY_TOPIC
-from ros2_sixdpose.nodes.deployment import load_deployment
-from ros2_sixdpose.nodes.instances import InstancePose
-from ros2_sixdpose.nodes.overlay import draw_poses
-from ros2_sixdpose.replay_metrics import format_table
+from ros2_sixdpose.paths import OUT_DIR, config_file, models_dir
 
 logger = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[2]
-TILE = 240  # px, one object view on the gallery
-VIEWS = ((35.0, 20.0), (35.0, 140.0), (70.0, 260.0))  # (elevation, azimuth) deg of the gallery's cameras
 DEMO_SEED = 4242  # no training or test set of the project uses it
-SHEET_FRAMES = 8
-SHEET_COLUMNS = 2
-SHEET_SCALE = 0.5  # each image on the sheet at half size
-VIDEO_CODECS = (("mp4v", ".mp4"), ("MJPG", ".avi"))  # tried in order; OpenCV's FFmpeg here writes both
-# A busy table seen whole: four or five objects of the set, the camera 0.5-0.8 m away.
-DEMO_SCENE = {"camera.width": 640, "camera.height": 480, "camera.distance": [0.5, 0.8],
-              "scene.objects_per_scene": [4, 5]}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,10 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Synthesise a short 640x480 test sequence, write its bag, replay it through the ROS 2 nodes "
                     "over DDS, and write overlay frames, a contact sheet, a video and the metrics.",
     )
-    parser.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
+    parser.add_argument("--out", type=Path, default=Path(OUT_DIR) / "demo", help="output folder")
+    parser.add_argument("--config", type=Path, default=config_file("nodes.yaml"),
                         help="deployment file (default: config/nodes.yaml)")
-    parser.add_argument("--models", type=Path, default=ROOT / "assets" / "models", help="BOP models folder")
+    parser.add_argument("--models", type=Path, default=models_dir(), help="BOP models folder")
     parser.add_argument("--seed", type=int, default=DEMO_SEED, help="seed of the synthesised sequence")
     parser.add_argument("--frames", type=int, default=75, help="frames of the sequence (30 Hz)")
     parser.add_argument("--video-fps", type=float, default=10.0, help="frame rate of the video")
@@ -81,117 +48,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def object_gallery(models: dict[int, ObjectModel], renderer: Renderer) -> np.ndarray:
-    """Each model seen from `VIEWS`, one row per object, labelled with name, id and diameter: (rows*TILE, 3*TILE, 3)."""
-    K = np.array([[TILE * 1.6, 0.0, (TILE - 1) / 2], [0.0, TILE * 1.6, (TILE - 1) / 2], [0.0, 0.0, 1.0]])
-    rows = []
-    for obj_id, model in sorted(models.items()):
-        # Distance at which the bounding sphere fills about 80 % of the tile.
-        distance = model.diameter / 0.8 * K[0, 0] / TILE
-        tiles = []
-        for elevation, azimuth in np.radians(VIEWS):
-            eye = distance * np.array([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth),
-                                       np.sin(elevation)])
-            T_cam_obj = invert_pose(look_at(eye, np.zeros(3)))
-            rgb = renderer.render(K, TILE, TILE, [(obj_id, T_cam_obj)], Lighting(direction=(0.3, 0.5, 1.0)),
-                                  outputs=("rgb",)).rgb
-            tiles.append(np.where(rgb.any(axis=2, keepdims=True), rgb, 255).astype(np.uint8))
-        row = np.hstack(tiles)
-        label = f"{obj_id}: {model.name}  {model.diameter * 1000:.0f} mm"
-        cv2.putText(row, label, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (20, 20, 20), 2, cv2.LINE_AA)
-        rows.append(row)
-    return np.vstack(rows)
-
-
-def overlay_images(bag: Path) -> Iterator[tuple[int, np.ndarray]]:
-    """(header stamp ns, RGB (H, W, 3) uint8) of each /sixdpose/overlay image of a recorded bag, in receive order."""
-    store = typestore()
-    with Reader(bag) as reader:
-        connections = [c for c in reader.connections if c.topic == POSES_OVERLAY_TOPIC]
-        for connection, _, raw in reader.messages(connections=connections):
-            msg = store.deserialize_cdr(raw, connection.msgtype)
-            yield int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec), rgb_from_msg(msg)
-
-
-def ground_truth_image(frame: BagFrame, models: dict[int, ObjectModel]) -> np.ndarray:
-    """The frame's image with its ground-truth poses drawn as the nodes draw estimates (contours, axes, names)."""
-    poses = [InstancePose(p.obj_id, p.name, p.instance, 1.0, "ground_truth", p.T_cam_obj) for p in frame.gt or ()]
-    return draw_poses(frame.rgb, frame.camera, poses, models)
-
-
-def _caption(image: np.ndarray, text: str) -> np.ndarray:
-    """`image` with `text` in its lower-left corner."""
-    out = image.copy()
-    anchor = (8, out.shape[0] - 10)
-    cv2.putText(out, text, anchor, cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 4, cv2.LINE_AA)
-    cv2.putText(out, text, anchor, cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2, cv2.LINE_AA)
-    return out
-
-
-def contact_sheet(
-    frames: Sequence[BagFrame], overlays: dict[int, np.ndarray], models: dict[int, ObjectModel]
-) -> np.ndarray:
-    """SHEET_FRAMES frames spread over the sequence, each as [nodes' overlay | ground truth], SHEET_COLUMNS per row."""
-    picks = np.unique(np.round(np.linspace(0, len(frames) - 1, min(SHEET_FRAMES, len(frames)))).astype(int))
-    start = frames[0].stamp_ns
-    tiles = []
-    for index in picks:
-        frame = frames[index]
-        when = f"frame {index}  t={(frame.stamp_ns - start) / 1e9:.2f} s"
-        estimate = overlays.get(frame.stamp_ns)
-        if estimate is None:
-            estimate = _caption(frame.rgb // 3, "no answer")
-        truth = _caption(ground_truth_image(frame, models), "ground truth")
-        pair = np.hstack([_caption(estimate, f"nodes: {when}"), truth])
-        tiles.append(cv2.resize(pair, None, fx=SHEET_SCALE, fy=SHEET_SCALE, interpolation=cv2.INTER_AREA))
-    tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % SHEET_COLUMNS)
-    rows = [np.hstack(tiles[i:i + SHEET_COLUMNS]) for i in range(0, len(tiles), SHEET_COLUMNS)]
-    return np.vstack(rows)
-
-
-def write_video(stem: Path, images: Sequence[np.ndarray], fps: float) -> Path:
-    """Write RGB images (H, W, 3) uint8 as a video `stem`.mp4 (MPEG-4 part 2), else .avi (MJPEG); the path written."""
-    height, width = images[0].shape[:2]
-    for fourcc, suffix in VIDEO_CODECS:
-        path = stem.with_suffix(suffix)
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
-        if not writer.isOpened():
-            continue
-        try:
-            for image in images:
-                writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        finally:
-            writer.release()
-        return path
-    raise RuntimeError(f"OpenCV cannot write video here with any of {[c for c, _ in VIDEO_CODECS]}")
-
-
-def synthesise_bag(out: Path, models_dir: Path, seed: int, n_frames: int) -> Path:
-    """The demo's 640x480 30 Hz test sequence (one scene) as OUT/data and its bag OUT/sequence_bag."""
-    config = load_config(SynthConfig, ROOT / "config" / "synth.yaml", DEMO_SCENE)
-    generate_split(out / "data", "test", 1, n_frames, seed, config, models_dir, sequence=True, overwrite=True,
-                   progress=False)
-    bag = out / "sequence_bag"
-    shutil.rmtree(bag, ignore_errors=True)
-    write_bag(bop.BopSplit(out / "data", "test"), 0, bag, models_dir=models_dir)
-    return bag
-
-
-def write_overlays(frames: Sequence[BagFrame], overlays: dict[int, np.ndarray], folder: Path) -> list[np.ndarray]:
-    """Write the answered frames' overlays as FOLDER/<frame index>.png (a fresh folder); the images in order."""
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    images = []
-    for index, frame in enumerate(frames):
-        if frame.stamp_ns in overlays:
-            bop.write_rgb(folder / f"{index:06d}.png", overlays[frame.stamp_ns])
-            images.append(overlays[frame.stamp_ns])
-    return images
-
-
 def run(args: argparse.Namespace) -> int:
     """Build the demo's folder; print the metrics table and where everything is. 1 with the reason on failure."""
-    from ros2_sixdpose.nodes.replay import ReplayError, ReplaySettings  # needs rclpy, which the gallery does not
+    import shutil
+    import time
+
+    import yaml
+
+    from ros2_sixdpose.core.objects import load_models
+    from ros2_sixdpose.core.render import Renderer
+    from ros2_sixdpose.data import bop
+    from ros2_sixdpose.data.bags import BagError, read_bag
+    from ros2_sixdpose.evaluation.demo import (
+        contact_sheet, object_gallery, overlay_images, synthesise_bag, write_overlays, write_video,
+    )
+    from ros2_sixdpose.evaluation.replay import format_table
+    from ros2_sixdpose.evaluation.replay_run import METRICS_FILE, OUTPUT_BAG, replay_and_score
+    from ros2_sixdpose.evaluation.scoring import EvalConfig
+    from ros2_sixdpose.nodes.deployment import load_deployment, with_parameters
+    from ros2_sixdpose.nodes.processes import NodeExited
+    from ros2_sixdpose.nodes.replay import ReplayError, ReplaySettings
 
     out: Path = args.out
     started = time.perf_counter()

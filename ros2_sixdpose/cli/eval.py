@@ -1,25 +1,27 @@
 """`sixdpose eval`: score BOP pose results against a BOP split and write OUTDIR/metrics.json.
 
 The results come from a BOP results CSV (`--results`) or, in pipeline mode (`--pipeline`), from running the
-configured detector and pose estimator over the split first (`pipeline.evaluate_pipeline`, which also writes
-OUTDIR/results.csv). `sixdpose eval detector ...` scores the configured detector alone
+configured detector, pose estimator and refiner over the split first (`evaluation.split_run.evaluate_pipeline`, which also
+writes OUTDIR/results.csv). `sixdpose eval detector ...` scores the configured detector alone
 (ros2_sixdpose/detection/evaluate.py).
 """
 from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ros2_sixdpose.config import load_config
-from ros2_sixdpose.core.objects import ObjectModel, load_models
-from ros2_sixdpose.data.bop import BopSplit, read_results_csv
-from ros2_sixdpose.detection.base import DetectorConfig
-from ros2_sixdpose.detection.evaluate import register_detector_eval
-from ros2_sixdpose.estimation.factory import EstimatorConfig
-from ros2_sixdpose.evaluation import METRICS, EvalConfig, EvalReport, Scores, evaluate_split
-from ros2_sixdpose.pipeline import METRICS_FILE, evaluate_pipeline
+from ros2_sixdpose.evaluation import METRICS
+from ros2_sixdpose.paths import config_file
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from ros2_sixdpose.core.objects import ObjectModel
+    from ros2_sixdpose.data.bop import BopSplit
+    from ros2_sixdpose.detection.evaluate import DetectorMetrics
+    from ros2_sixdpose.evaluation.scoring import EvalConfig, EvalReport, Scores
 
 logger = logging.getLogger(__name__)
 
@@ -39,11 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--results", type=Path, help="BOP results CSV (required without --pipeline)")
     parser.add_argument("--out", type=Path, help="output folder for metrics.json (required)")
     parser.add_argument("--pipeline", action="store_true",
-                        help="run detector + estimator over the split, write OUTDIR/results.csv, then score it")
-    parser.add_argument("--detector-config", type=Path, default=Path("config/detector.yaml"),
+                        help="run detector + estimator + refiner over the split, write OUTDIR/results.csv, then score it")
+    parser.add_argument("--detector-config", type=Path, default=config_file("detector.yaml"),
                         help="pipeline mode: detection stage configuration")
-    parser.add_argument("--estimator-config", type=Path, default=Path("config/estimator.yaml"),
+    parser.add_argument("--estimator-config", type=Path, default=config_file("estimator.yaml"),
                         help="pipeline mode: pose-estimation stage configuration")
+    parser.add_argument("--refiner-config", type=Path, default=config_file("refiner.yaml"),
+                        help="pipeline mode: refinement stage configuration (a file with `type: none` refines nothing)")
     parser.add_argument("--oracle", action="store_true",
                         help="pipeline mode: the split's ground-truth masks as detections, to score the estimator alone")
     parser.add_argument(
@@ -54,7 +58,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--min-visib", type=float, default=0.0, help="skip ground-truth instances with visib_fract below this"
     )
     parser.set_defaults(func=run)
-    register_detector_eval(parser.add_subparsers(dest="what", metavar="{detector}"))
+    detector = parser.add_subparsers(dest="what", metavar="{detector}").add_parser(
+        "detector", help="precision / recall at mask IoU 0.5 of the configured detector"
+    )
+    _add_detector_arguments(detector)
+    detector.set_defaults(func=run_detector)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,6 +78,12 @@ def run(args: argparse.Namespace) -> int:
     if args.pipeline and args.results is not None:
         logger.error("sixdpose eval: --pipeline writes its own results; leave out --results")
         return 2
+
+    from ros2_sixdpose.core.objects import load_models
+    from ros2_sixdpose.data.bop import BopSplit, read_results_csv
+    from ros2_sixdpose.evaluation.scoring import EvalConfig, evaluate_split
+    from ros2_sixdpose.evaluation.split_run import METRICS_FILE
+
     split = BopSplit(args.dataset, args.split)
     try:
         config = EvalConfig(metrics=args.metrics, min_visib=args.min_visib)
@@ -91,9 +105,16 @@ def _evaluate_pipeline(
     args: argparse.Namespace, split: BopSplit, models: Mapping[int, ObjectModel], config: EvalConfig
 ) -> EvalReport:
     """Pipeline mode: the configured (or oracle) detector and the configured estimator over `split`."""
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.detection.base import DetectorConfig
+    from ros2_sixdpose.estimation.factory import EstimatorConfig
+    from ros2_sixdpose.evaluation.split_run import evaluate_pipeline
+    from ros2_sixdpose.refinement.factory import RefinerConfig
+
     detector = DetectorConfig(type="oracle") if args.oracle else load_config(DetectorConfig, args.detector_config)
     estimator = load_config(EstimatorConfig, args.estimator_config)
-    return evaluate_pipeline(detector, estimator, split, models, args.out, config)
+    refiner = load_config(RefinerConfig, args.refiner_config)
+    return evaluate_pipeline(detector, estimator, split, models, args.out, config, refiner=refiner)
 
 
 def format_table(report: EvalReport) -> str:
@@ -122,3 +143,70 @@ def _metric_list(text: str) -> tuple[str, ...]:
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"unknown metric(s) {unknown}; choose from {','.join(METRICS)}")
     return names
+
+
+def _add_detector_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `sixdpose eval detector`."""
+    parser.add_argument("--dataset", required=True, type=Path, help="BOP data set root")
+    parser.add_argument("--split", required=True, help="split to evaluate on, e.g. test")
+    parser.add_argument("--out", required=True, type=Path, help="output folder; detector_metrics.json is written there")
+    parser.add_argument("--config", type=Path, default=config_file("detector.yaml"), help="detector configuration")
+    parser.add_argument("--min-visib", type=float, default=0.3, help="instances less visible are not scored")
+    parser.add_argument("--iou", type=float, default=0.5, help="mask IoU at which a detection matches")
+    parser.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's)")
+
+
+def run_detector(args: argparse.Namespace) -> int:
+    """`sixdpose eval detector`: evaluate the configured detector on a split, print and write the metrics."""
+    import json
+    from dataclasses import asdict
+
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.core.objects import model_names
+    from ros2_sixdpose.data.bop import BopSplit
+    from ros2_sixdpose.detection.base import DetectorConfig
+    from ros2_sixdpose.detection.evaluate import METRICS_FILE, evaluate, iter_frames
+    from ros2_sixdpose.detection.factory import make_detector
+
+    overrides = {"threads": args.threads} if args.threads is not None else None
+    config = load_config(DetectorConfig, args.config, overrides)
+    if config.type == "oracle" and not config.dataset:
+        config.dataset, config.split = str(args.dataset), args.split
+    detector = make_detector(config)
+    split = BopSplit(args.dataset, args.split)
+    metrics = evaluate(detector, iter_frames(split, args.max_images), args.min_visib, args.iou, progress=True)
+    report = {
+        "dataset": str(args.dataset),
+        "split": args.split,
+        "min_visib_fract": args.min_visib,
+        "iou_threshold": args.iou,
+        "detector": asdict(config),
+        **asdict(metrics),
+    }
+    names = model_names(split.models_dir if split.models_dir.is_dir() else Path(config.models_dir))
+    for obj_id, summary in report["per_object"].items():
+        summary["name"] = names.get(obj_id, "")
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / METRICS_FILE
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(detector_table(metrics, names))
+    print(f"wrote {path}")
+    return 0
+
+
+def detector_table(metrics: DetectorMetrics, names: dict[int, str] | None = None) -> str:
+    """The detector's metrics as a Markdown table: one row per object (id and name) and one overall."""
+    names = names or {}
+    lines = ["| object | GT | detections | precision | recall | mean mask IoU |", "|---|---|---|---|---|---|"]
+    rows = [(f"{obj_id} {names.get(obj_id, '')}".strip(), summary) for obj_id, summary in metrics.per_object.items()]
+    rows.append(("all", metrics.overall))
+    for name, s in rows:
+        cells = [f"{s[k]:.3f}" if s[k] is not None else "-" for k in ("precision", "recall", "mean_mask_iou")]
+        lines.append(f"| {name} | {s['n_gt']} | {s['n_detections']} | " + " | ".join(cells) + " |")
+    timing = metrics.ms_per_frame
+    if timing:
+        lines.append(
+            f"\n{metrics.n_images} images; {timing['median']:.1f} ms per frame (median), {timing['p90']:.1f} (p90)"
+        )
+    return "\n".join(lines)

@@ -1,36 +1,28 @@
-"""`sixdpose study nocs`: compare the NOCS networks (Pix2Pix / BBDM x augmentation off / on) on a held-out split."""
+"""`sixdpose study nocs|refine|retrieval|detector`: the NOCS networks (Pix2Pix / BBDM x augmentation off / on), every
+estimator with and without the refiner, the silhouette vs learned retrieval scorers, on a held-out split; and why
+the learned detector misses what it misses."""
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 
-import torch
-
-from ros2_sixdpose.config import load_config
-from ros2_sixdpose.core.objects import load_models
-from ros2_sixdpose.data.bop import BopSplit
-from ros2_sixdpose.detection.base import DetectorConfig, make_detector
-from ros2_sixdpose.detection.evaluate import iter_frames, object_names
-from ros2_sixdpose.detection.misses import collect_outcomes, format_summary, summarise, write_report
-from ros2_sixdpose.estimation.factory import EstimatorConfig
-from ros2_sixdpose.estimation.study import Variant, run_study
+from ros2_sixdpose.cli.common import invoked_command
+from ros2_sixdpose.paths import WEIGHTS_DIR, config_file
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_WEIGHTS = (
-    "weights/nocs_pix2pix_noaug.pt",
-    "weights/nocs_pix2pix.pt",
-    "weights/nocs_bbdm_noaug.pt",
-    "weights/nocs_bbdm.pt",
+DEFAULT_WEIGHTS = tuple(
+    f"{WEIGHTS_DIR}/{name}" for name in ("nocs_pix2pix_noaug.pt", "nocs_pix2pix.pt", "nocs_bbdm_noaug.pt", "nocs_bbdm.pt")
 )
 MODEL_NAMES = {"pix2pix": "Pix2Pix", "bbdm": "BBDM"}
+DEFAULT_ESTIMATORS = ("estimator.yaml", "estimator_bbdm.yaml", "estimator_retrieval.yaml")
+DETECTOR_NAMES = {"oracle": "ground-truth masks", "learned": "learned detector"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `study` and its studies, `nocs` and `detector`."""
+    """Add `study` and its studies, `nocs`, `refine`, `retrieval` and `detector`."""
     parser = subparsers.add_parser("study", help="comparative studies of the pose methods")
     studies = parser.add_subparsers(dest="study", required=True)
     nocs = studies.add_parser("nocs", help="Pix2Pix vs BBDM NOCS maps, with and without augmentation, oracle detections")
@@ -38,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     nocs.add_argument("--split", default="test", help="held-out split (never used in training)")
     nocs.add_argument("--weights", type=Path, nargs="+", default=[Path(w) for w in DEFAULT_WEIGHTS],
                       help="weights files of the variants, in table order")
-    nocs.add_argument("--config", type=Path, default=Path("config/estimator.yaml"),
+    nocs.add_argument("--config", type=Path, default=config_file("estimator.yaml"),
                       help="estimator configuration (PnP, mask threshold, sampler steps); its weights entry is ignored")
     nocs.add_argument("--models", type=Path, default=None, help="models folder (default DATASET/models)")
     nocs.add_argument("--min-visib", type=float, default=0.5, help="instances less visible than this are not scored")
@@ -46,10 +38,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="Markdown report; the JSON and the PNG figure are written beside it")
     nocs.add_argument("--threads", type=int, default=1, help="torch threads")
     nocs.set_defaults(func=run)
+    refine = studies.add_parser("refine", help="each estimator with and without the refiner, ground-truth masks "
+                                               "and the learned detector")
+    refine.add_argument("--dataset", type=Path, required=True, help="BOP data set root holding the held-out split")
+    refine.add_argument("--split", default="test", help="held-out split (never used in training)")
+    refine.add_argument("--estimators", type=Path, nargs="+", default=[config_file(name) for name in DEFAULT_ESTIMATORS],
+                        help="estimator configurations, in table order")
+    refine.add_argument("--refiner-config", type=Path, default=config_file("refiner.yaml"))
+    refine.add_argument("--detector-config", type=Path, default=config_file("detector.yaml"),
+                        help="the learned detector's configuration")
+    refine.add_argument("--detectors", nargs="+", choices=("oracle", "learned"), default=["oracle", "learned"])
+    refine.add_argument("--min-visib", type=float, default=0.5, help="instances less visible than this are not scored")
+    refine.add_argument("--max-images", type=int, default=None, help="only the first N images of the split")
+    refine.add_argument("--out", type=Path, default=Path("docs/refine_study.md"),
+                        help="Markdown report; the JSON and the PNG figure are written beside it")
+    refine.set_defaults(func=run_refine)
+    retrieval = studies.add_parser("retrieval", help="silhouette vs learned template retrieval, ground-truth masks")
+    retrieval.add_argument("--dataset", type=Path, required=True, help="BOP data set root holding the held-out split")
+    retrieval.add_argument("--split", default="test", help="held-out split (never used in training)")
+    retrieval.add_argument("--config", type=Path, default=config_file("estimator_retrieval.yaml"),
+                           help="retrieval settings; each scorer of --scorers replaces its `scorer`")
+    retrieval.add_argument("--scorers", nargs="+", default=["silhouette", "learned"], choices=("silhouette", "learned"))
+    retrieval.add_argument("--min-visib", type=float, default=0.5, help="instances less visible than this are not scored")
+    retrieval.add_argument("--out", type=Path, default=Path("docs/retrieval_study.md"),
+                           help="Markdown table; the JSON (per object too) is written beside it")
+    retrieval.set_defaults(func=run_retrieval)
     detector = studies.add_parser("detector", help="why the learned detector misses instances: causes per object and bin")
     detector.add_argument("--dataset", type=Path, required=True, help="BOP data set root")
     detector.add_argument("--split", default="test", help="split to analyse")
-    detector.add_argument("--config", type=Path, default=Path("config/detector.yaml"), help="detector configuration")
+    detector.add_argument("--config", type=Path, default=config_file("detector.yaml"), help="detector configuration")
     detector.add_argument("--min-visib", type=float, default=0.3, help="instances less visible are not scored")
     detector.add_argument("--out", type=Path, default=Path("docs/detector_misses.json"),
                           help="JSON summary; the CSV of every instance's outcome and the PNG figure are written beside it")
@@ -69,15 +86,22 @@ def variant_name(weights: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the study and print the table's file names; exit code 1 on bad input."""
+    import torch
+
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.core.objects import load_models
+    from ros2_sixdpose.data.bop import BopSplit
+    from ros2_sixdpose.estimation.factory import EstimatorConfig
+    from ros2_sixdpose.evaluation.nocs_study import Variant, run_study
+
     torch.set_num_threads(args.threads)
     split = BopSplit(args.dataset, args.split)
     try:
         config = load_config(EstimatorConfig, args.config if args.config.is_file() else None).nocs
         models = load_models(args.models or split.models_dir)
         variants = [Variant(variant_name(w), w) for w in args.weights]
-        command = " ".join(["sixdpose", *sys.argv[1:]]) if sys.argv[0].endswith("sixdpose") else " ".join(sys.argv)
         scores = run_study(variants, split, models, config, args.min_visib, args.out, args.out.with_suffix(".json"),
-                           args.out.with_suffix(".png"), command)
+                           args.out.with_suffix(".png"), invoked_command())
     except (OSError, ValueError) as exc:
         logger.error("%s", exc)
         return 1
@@ -88,8 +112,92 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def estimator_name(config_path: Path) -> str:
+    """A table name for an estimator configuration: 'NOCS Pix2Pix', 'NOCS BBDM', 'retrieval (silhouette)'."""
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.estimation.factory import EstimatorConfig
+    from ros2_sixdpose.paths import package_root
+
+    config = load_config(EstimatorConfig, config_path)
+    if config.type == "nocs":
+        return f"NOCS {variant_name(package_root() / config.nocs.weights).split(',')[0]}"
+    if config.type == "retrieval":
+        return f"retrieval ({config.retrieval.scorer})"
+    return config.type
+
+
+def run_refine(args: argparse.Namespace) -> int:
+    """Run the refinement study and print its table; exit code 1 on bad input."""
+    import torch
+
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.core.objects import load_models
+    from ros2_sixdpose.data.bop import BopSplit
+    from ros2_sixdpose.detection.base import DetectorConfig
+    from ros2_sixdpose.estimation.factory import EstimatorConfig
+    from ros2_sixdpose.evaluation.refine_study import Case, run_study
+    from ros2_sixdpose.paths import package_root
+    from ros2_sixdpose.refinement.factory import RefinerConfig
+
+    torch.set_num_threads(1)
+    split = BopSplit(args.dataset, args.split)
+    try:
+        models = load_models(split.models_dir)
+        detectors = {"oracle": DetectorConfig(type="oracle"), "learned": load_config(DetectorConfig, args.detector_config)}
+        cases = [Case(estimator_name(path), load_config(EstimatorConfig, path), DETECTOR_NAMES[d], detectors[d])
+                 for d in args.detectors for path in args.estimators]
+        rows = run_study(cases, load_config(RefinerConfig, args.refiner_config), split, models, args.min_visib,
+                         args.max_images, package_root(), args.out, invoked_command())
+    except (OSError, ValueError) as exc:
+        logger.error("%s", exc)
+        return 1
+    for r in rows:
+        print(f"{r.estimator:<24}{r.detector:<20}{'refined' if r.refined else '':<9} ADD(-S) {r.add_s:.3f}  "
+              f"AR_MSSD {r.ar_mssd:.3f}  AR_MSPD {r.ar_mspd:.3f}  {r.ms_per_object:.0f} ms/object")
+    print(f"wrote {args.out}, {args.out.with_suffix('.json')}, {args.out.with_suffix('.png')}")
+    return 0
+
+
+def run_retrieval(args: argparse.Namespace) -> int:
+    """Run the retrieval study and print its table; exit code 1 on bad input."""
+    from dataclasses import replace
+
+    import torch
+
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.data.bop import BopSplit
+    from ros2_sixdpose.estimation.factory import EstimatorConfig
+    from ros2_sixdpose.estimation.retrieval.estimator import make_retriever
+    from ros2_sixdpose.evaluation.retrieval_study import THRESHOLD_DEG, markdown_table, study_retrievers, write_report
+    from ros2_sixdpose.paths import package_root
+
+    torch.set_num_threads(1)
+    split = BopSplit(args.dataset, args.split)
+    try:
+        config = load_config(EstimatorConfig, args.config if args.config.is_file() else None).retrieval
+        retrievers = {scorer: make_retriever(replace(config, scorer=scorer), package_root()) for scorer in args.scorers}
+        models = next(iter(retrievers.values())).models
+        scores = study_retrievers(retrievers, split, models, args.min_visib)
+    except (OSError, ValueError) as exc:
+        logger.error("%s", exc)
+        return 1
+    content = {"command": invoked_command(), "split": str(split.path), "min_visib": args.min_visib}
+    write_report(scores, args.out, THRESHOLD_DEG, content)
+    print(markdown_table(scores, THRESHOLD_DEG))
+    print(f"wrote {args.out}, {args.out.with_suffix('.json')}")
+    return 0
+
+
 def run_detector(args: argparse.Namespace) -> int:
-    """`sixdpose study detector`: classify every missed instance, print the tables, write the JSON and figure."""
+    """`sixdpose study detector`: classify every missed instance, print the tables, write the JSON, CSV and figure."""
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.core.objects import model_names
+    from ros2_sixdpose.data.bop import BopSplit
+    from ros2_sixdpose.detection.base import DetectorConfig
+    from ros2_sixdpose.detection.evaluate import iter_frames
+    from ros2_sixdpose.detection.factory import make_detector
+    from ros2_sixdpose.detection.misses import collect_outcomes, format_summary, summarise, write_report
+
     config = load_config(DetectorConfig, args.config, {"threads": args.threads})
     if config.type != "segmentation":
         logger.error("%s: the study analyses the learned detector, not type %r", args.config, config.type)
@@ -98,7 +206,7 @@ def run_detector(args: argparse.Namespace) -> int:
     try:
         detector = make_detector(config)
         outcomes = collect_outcomes(detector, iter_frames(split))
-        names = object_names(split.models_dir if split.models_dir.is_dir() else Path(config.models_dir))
+        names = model_names(split.models_dir if split.models_dir.is_dir() else Path(config.models_dir))
     except (OSError, ValueError) as exc:
         logger.error("%s", exc)
         return 1

@@ -3,29 +3,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from ros2_sixdpose.config import load_config
-from ros2_sixdpose.core.objects import (
-    MODELS_INFO_FILE,
-    MODELS_NAMES_FILE,
-    load_models,
-    read_model_names,
-    read_models_info,
-)
-from ros2_sixdpose.data.bop import BopSplit
-from ros2_sixdpose.data.synth import SynthConfig, generate_split
-from ros2_sixdpose.data.synth_preview import write_contact_sheet
+from ros2_sixdpose.cli.common import parse_overrides
+from ros2_sixdpose.paths import config_file, models_dir
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_MODELS_DIR = Path("assets/models")
-# The package's own config/synth.yaml when run from a checkout; built-in defaults (the same values) otherwise.
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "synth.yaml"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,11 +25,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, required=True, help="seed; scene k uses default_rng([seed, k])")
     parser.add_argument("--objects", nargs="+", metavar="ID|NAME",
                         help="objects to place (ids or names of the models folder); default: all")
-    parser.add_argument("--models", type=Path, default=DEFAULT_MODELS_DIR, help="BOP models folder")
+    parser.add_argument("--models", type=Path, default=models_dir(), help="BOP models folder")
     parser.add_argument("--sequence", action="store_true",
                         help="a smooth camera trajectory per scene at the configured rate (30 Hz)")
     parser.add_argument("--preview", action="store_true", help="also write OUT/<split>_preview.png")
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None,
+    # The package's own config/synth.yaml when there is one; built-in defaults (the same values) otherwise.
+    default_config = config_file("synth.yaml")
+    parser.add_argument("--config", type=Path, default=default_config if default_config.is_file() else None,
                         help="SynthConfig YAML (default: config/synth.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set camera.width=320 (repeatable; VALUE is YAML)")
@@ -57,6 +42,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate the split (and the preview); 1 with a one-line error on bad input."""
+    import time
+
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.core.objects import load_models
+    from ros2_sixdpose.data.bop import BopSplit
+    from ros2_sixdpose.data.synth import SynthConfig, generate_split
+    from ros2_sixdpose.data.synth_preview import write_contact_sheet
+
     try:
         config = load_config(SynthConfig, args.config, parse_overrides(args.overrides))
         object_ids = resolve_objects(args.models, args.objects) if args.objects else None
@@ -78,21 +71,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """`KEY=VALUE` strings to a dict of dotted keys to YAML-parsed values."""
-    overrides = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--set expects KEY=VALUE (e.g. camera.width=320), got {item!r}")
-        overrides[key.strip()] = yaml.safe_load(value)
-    return overrides
-
-
 def resolve_objects(models_dir: Path, tokens: list[str]) -> list[int]:
     """Object ids of `--objects` tokens, each an id or a name of the models folder (ValueError if unknown)."""
-    known = sorted(read_models_info(models_dir / MODELS_INFO_FILE))
-    names = read_model_names(models_dir / MODELS_NAMES_FILE, known)
+    from ros2_sixdpose.core.objects import model_names
+
+    names = model_names(models_dir)
     by_name = {name: obj_id for obj_id, name in names.items()}
     ids, unknown = [], []
     for token in tokens:

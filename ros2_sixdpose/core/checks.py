@@ -1,4 +1,4 @@
-"""Checks of values read from BOP JSON files (models_info, scene ground truth, results), errors naming file and field."""
+"""Checks of values the stages take in: colour images, masks, and numbers read from BOP JSON files (errors name what was wrong)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,3 +22,25 @@ def number_list(path: Path, where: str, key: str, value: Any, count: int) -> np.
     if not np.all(np.isfinite(array)):
         raise BopFormatError(f"{path}: {where}: '{key}' has non-finite values: {value!r}")
     return array
+
+
+def check_rgb(rgb: np.ndarray) -> np.ndarray:
+    """Return `rgb` if it is a non-empty (H, W, 3) uint8 image, else raise ValueError saying what was received."""
+    if not isinstance(rgb, np.ndarray):
+        raise ValueError(f"rgb must be a numpy array (H, W, 3) uint8, got {type(rgb).__name__}")
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"rgb must have shape (H, W, 3), got {rgb.shape}")
+    if rgb.dtype != np.uint8:
+        raise ValueError(f"rgb must be uint8, got {rgb.dtype}")
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ValueError(f"rgb is empty: shape {rgb.shape}")
+    return rgb
+
+
+def mask_box(mask: np.ndarray) -> np.ndarray:
+    """(4,) float64 (x0, y0, x1, y1) box of the True pixels of an (H, W) mask (x1, y1 exclusive); zeros if empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return np.zeros(4)
+    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=np.float64)

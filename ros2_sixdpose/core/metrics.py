@@ -92,13 +92,7 @@ def mssd(
 
 
 def mspd(
-    R_est: ArrayLike,
-    t_est: ArrayLike,
-    R_gt: ArrayLike,
-    t_gt: ArrayLike,
-    K: ArrayLike,
-    pts: ArrayLike,
-    syms: ArrayLike,
+    R_est: ArrayLike, t_est: ArrayLike, R_gt: ArrayLike, t_gt: ArrayLike, K: ArrayLike, pts: ArrayLike, syms: ArrayLike
 ) -> float:
     """MSPD (px): over the symmetries (S, 4, 4), the smallest maximum image distance between projected model points.
 

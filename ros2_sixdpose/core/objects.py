@@ -200,6 +200,12 @@ def read_model_names(path: str | Path, obj_ids: Iterable[int]) -> dict[int, str]
     return names
 
 
+def model_names(models_dir: str | Path) -> dict[int, str]:
+    """Names by id (ascending) of the objects of a BOP models folder (models_names.json, else `obj_XXXXXX`)."""
+    models_dir = Path(models_dir)
+    return read_model_names(models_dir / MODELS_NAMES_FILE, sorted(read_models_info(models_dir / MODELS_INFO_FILE)))
+
+
 def load_model(ply_path: str | Path, obj_id: int, name: str, info: ModelInfo) -> ObjectModel:
     """Read one BOP model (PLY in millimetres, texture image beside it) into an `ObjectModel` in metres."""
     ply_path = Path(ply_path)

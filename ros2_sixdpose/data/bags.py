@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import shutil
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +27,14 @@ import numpy as np
 from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
 
 from ros2_sixdpose.core.camera import PinholeCamera
-from ros2_sixdpose.core.geometry import make_pose, matrix_from_quat_xyzw, quat_xyzw_from_matrix
-from ros2_sixdpose.core.objects import MODELS_INFO_FILE, MODELS_NAMES_FILE, read_model_names, read_models_info
+from ros2_sixdpose.core.messages import (
+    NS_PER_S, camera_from_info, camera_info_fields, depth_fields, depth_from_image, image_fields, instance_poses_from_msg,
+    pose_parts, rgb_from_image, stamp_ns, stamp_parts,
+)
+from ros2_sixdpose.core.objects import model_names
 from ros2_sixdpose.data.bop import BopSplit, read_depth, read_rgb
 from ros2_sixdpose.data.msg_types import typestore
+from ros2_sixdpose.topics import CAMERA_INFO_TOPIC, DEPTH_TOPIC, GROUND_TRUTH_TOPIC, IMAGE_TOPIC
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +45,8 @@ __all__ = [
     "GtPose",
     "OPTICAL_FRAME",
     "WrittenBag",
-    "camera_from_msg",
-    "camera_info_msg",
-    "depth_from_msg",
-    "depth_msg",
     "read_bag",
     "read_scene_times",
-    "rgb_from_msg",
-    "rgb_msg",
     "write_bag",
 ]
 
@@ -58,7 +55,6 @@ DEFAULT_RATE_HZ = 30.0  # frame rate assumed for a scene without scene_times.jso
 SCENE_TIMES_FILE = "scene_times.json"
 STORAGE_PLUGINS = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
 GROUND_TRUTH_METHOD = "ground_truth"
-NS_PER_S = 1_000_000_000
 # Scene times start at 0 s, but a zero stamp means "the latest transform" to tf2: bags start at a fixed,
 # ordinary epoch time instead (2020-09-13T12:26:40Z), the same for every scene so runs are reproducible.
 STAMP_BASE_NS = 1_600_000_000 * NS_PER_S
@@ -69,21 +65,6 @@ MSG_IMAGE = "sensor_msgs/msg/Image"
 MSG_CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 MSG_POSE_ARRAY = "ros2_sixdpose/msg/ObjectPoseArray"
 
-# Image encoding -> (dtype, channels); colour encodings are converted to RGB on reading.
-_ENCODINGS = {
-    "rgb8": (np.uint8, 3),
-    "bgr8": (np.uint8, 3),
-    "rgba8": (np.uint8, 4),
-    "bgra8": (np.uint8, 4),
-    "mono8": (np.uint8, 1),
-    "32FC1": (np.float32, 1),
-    "16UC1": (np.uint16, 1),
-}
-_COLOUR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
-_DEPTH_ENCODINGS = ("32FC1", "16UC1")  # metres; millimetres (the RealSense driver's)
-_DISTORTION_MODELS = ("", "plumb_bob", "rational_polynomial")
-
-
 class BagError(ValueError):
     """A bag cannot be used: unreadable, missing expected topics, or holding messages of unknown encodings."""
 
@@ -92,10 +73,10 @@ class BagError(ValueError):
 class BagTopics:
     """Topic names of a camera bag (defaults: the RealSense driver's and the project's ground truth)."""
 
-    rgb: str = "/camera/color/image_raw"
-    camera_info: str = "/camera/color/camera_info"
-    depth: str = "/camera/aligned_depth_to_color/image_raw"
-    ground_truth: str = "/sixdpose/ground_truth"
+    rgb: str = IMAGE_TOPIC
+    camera_info: str = CAMERA_INFO_TOPIC
+    depth: str = DEPTH_TOPIC
+    ground_truth: str = GROUND_TRUTH_TOPIC
 
 
 @dataclass(frozen=True)
@@ -149,115 +130,27 @@ class WrittenBag:
     topics: tuple[str, ...]
 
 
-# ---------------------------------------------------------------- message conversion
-
-
-def _time_msg(stamp_ns: int) -> Any:
-    """builtin_interfaces/Time of a stamp in nanoseconds."""
-    return typestore().types["builtin_interfaces/msg/Time"](sec=stamp_ns // NS_PER_S, nanosec=stamp_ns % NS_PER_S)
+# ---------------------------------------------------------------- rosbags messages (fields from core.messages)
 
 
 def _header(stamp_ns: int, frame_id: str) -> Any:
     """std_msgs/Header with a stamp in nanoseconds."""
-    return typestore().types["std_msgs/msg/Header"](stamp=_time_msg(stamp_ns), frame_id=frame_id)
-
-
-def _stamp_ns(header: Any) -> int:
-    """Nanoseconds of a message header's stamp."""
-    return int(header.stamp.sec) * NS_PER_S + int(header.stamp.nanosec)
-
-
-def _image_msg(pixels: np.ndarray, encoding: str, header: Any) -> Any:
-    """sensor_msgs/Image of (H, W) or (H, W, C) pixels in the machine's byte order."""
-    height, width = pixels.shape[:2]
-    data = np.ascontiguousarray(pixels).reshape(-1).view(np.uint8)
-    return typestore().types[MSG_IMAGE](
-        header=header, height=height, width=width, encoding=encoding,
-        is_bigendian=int(sys.byteorder == "big"), step=data.size // height, data=data,
-    )
-
-
-def rgb_msg(rgb: np.ndarray, header: Any) -> Any:
-    """sensor_msgs/Image rgb8 of an (H, W, 3) uint8 RGB image."""
-    rgb = np.asarray(rgb)
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise ValueError(f"rgb must be (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
-    return _image_msg(rgb, "rgb8", header)
-
-
-def depth_msg(depth: np.ndarray, header: Any) -> Any:
-    """sensor_msgs/Image 32FC1 of (H, W) depth in metres; 0 (no measurement) becomes NaN as REP 118 asks."""
-    depth = np.asarray(depth, dtype=np.float32)
-    if depth.ndim != 2:
-        raise ValueError(f"depth must be (H, W), got {depth.shape}")
-    return _image_msg(np.where(depth > 0, depth, np.float32(np.nan)), "32FC1", header)
-
-
-def _pixels(msg: Any, allowed: tuple[str, ...]) -> np.ndarray:
-    """Pixels (H, W, C) of a sensor_msgs/Image, native byte order, honouring `step` and `is_bigendian`."""
-    if msg.encoding not in allowed:
-        raise BagError(f"image encoding {msg.encoding!r} is not supported here (supported: {', '.join(allowed)})")
-    dtype, channels = _ENCODINGS[msg.encoding]
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    row_bytes = width * channels * np.dtype(dtype).itemsize
-    data = np.frombuffer(memoryview(msg.data), dtype=np.uint8)
-    if height == 0 or width == 0:
-        raise BagError(f"empty {msg.encoding} image ({width}x{height})")
-    if step < row_bytes:
-        raise BagError(f"{msg.encoding} image of width {width}: step {step} is less than the {row_bytes} bytes of a row")
-    if data.size < step * height:
-        raise BagError(f"{msg.encoding} image of {height} rows with step {step} needs {step * height} bytes, "
-                       f"got {data.size}")
-    rows = data[: step * height].reshape(height, step)[:, :row_bytes]
-    order = ">" if msg.is_bigendian else "<"
-    pixels = np.ascontiguousarray(rows).view(np.dtype(dtype).newbyteorder(order))
-    return pixels.reshape(height, width, channels).astype(dtype)
-
-
-def rgb_from_msg(msg: Any) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from a sensor_msgs/Image in rgb8, bgr8, rgba8, bgra8 or mono8; BagError otherwise."""
-    pixels = _pixels(msg, _COLOUR_ENCODINGS)
-    if msg.encoding == "mono8":
-        return np.repeat(pixels, 3, axis=2)
-    rgb = pixels[..., :3]
-    return np.ascontiguousarray(rgb[..., ::-1] if msg.encoding.startswith("bgr") else rgb)
-
-
-def depth_from_msg(msg: Any) -> np.ndarray:
-    """(H, W) float32 metres from a 32FC1 (metres) or 16UC1 (millimetres) depth image; 0 where no measurement."""
-    pixels = _pixels(msg, _DEPTH_ENCODINGS)[..., 0]
-    depth = pixels.astype(np.float32) / (1000.0 if msg.encoding == "16UC1" else 1.0)
-    return np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(0.0))
-
-
-def camera_info_msg(camera: PinholeCamera, header: Any) -> Any:
-    """sensor_msgs/CameraInfo of an undistorted camera: K, identity R, P = [K | 0], plumb_bob with zero D."""
-    if camera.has_distortion:
-        raise ValueError("camera_info_msg writes undistorted (synthetic) cameras only, got non-zero distortion")
     types = typestore().types
-    P = np.concatenate([camera.K, np.zeros((3, 1))], axis=1)
-    return types[MSG_CAMERA_INFO](
-        header=header, height=camera.height, width=camera.width, distortion_model="plumb_bob",
-        d=np.zeros(5), k=camera.K.reshape(-1).copy(), r=np.eye(3).reshape(-1), p=P.reshape(-1),
-        binning_x=0, binning_y=0,
-        roi=types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
-    )
+    sec, nanosec = stamp_parts(stamp_ns)
+    return types["std_msgs/msg/Header"](stamp=types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec),
+                                       frame_id=frame_id)
 
 
-def camera_from_msg(msg: Any) -> PinholeCamera:
-    """The camera of a sensor_msgs/CameraInfo: K, size and plumb_bob / rational_polynomial distortion.
+def _image_msg(fields: dict[str, Any], header: Any) -> Any:
+    """sensor_msgs/Image of `core.messages.image_fields` output."""
+    return typestore().types[MSG_IMAGE](header=header, **fields)
 
-    Raises ValueError for an unusable K (all zeros, NaN), another distortion model, or binning / ROI
-    (which would change the image the intrinsics refer to).
-    """
-    if msg.distortion_model not in _DISTORTION_MODELS:
-        raise ValueError(f"CameraInfo distortion_model {msg.distortion_model!r} is not supported "
-                         f"(supported: plumb_bob, rational_polynomial)")
-    if int(msg.binning_x) > 1 or int(msg.binning_y) > 1 or int(msg.roi.width) > 0 or int(msg.roi.height) > 0:
-        raise ValueError("CameraInfo with binning or a region of interest is not supported")
-    dist = np.asarray(msg.d, dtype=np.float64)
-    return PinholeCamera(np.asarray(msg.k, dtype=np.float64).reshape(3, 3), int(msg.width), int(msg.height),
-                         dist if dist.size else np.zeros(5))
+
+def _camera_info_msg(camera: PinholeCamera, header: Any) -> Any:
+    """sensor_msgs/CameraInfo of an undistorted camera (no region of interest)."""
+    types = typestore().types
+    roi = types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+    return types[MSG_CAMERA_INFO](header=header, roi=roi, **camera_info_fields(camera))
 
 
 def _pose_array_msg(gt: list[GtPose], header: Any) -> Any:
@@ -265,8 +158,7 @@ def _pose_array_msg(gt: list[GtPose], header: Any) -> Any:
     types = typestore().types
     poses = []
     for pose in gt:
-        x, y, z = (float(v) for v in pose.T_cam_obj[:3, 3])
-        qx, qy, qz, qw = (float(v) for v in quat_xyzw_from_matrix(pose.T_cam_obj[:3, :3]))
+        (x, y, z), (qx, qy, qz, qw) = pose_parts(pose.T_cam_obj)
         poses.append(types["ros2_sixdpose/msg/ObjectPose"](
             object_id=pose.obj_id, object_name=pose.name, instance=pose.instance, score=1.0,
             method=GROUND_TRUTH_METHOD,
@@ -281,14 +173,7 @@ def _pose_array_msg(gt: list[GtPose], header: Any) -> Any:
 
 def _gt_from_msg(msg: Any) -> tuple[GtPose, ...]:
     """Ground-truth poses of a ros2_sixdpose/ObjectPoseArray."""
-    gt = []
-    for pose in msg.poses:
-        p, q = pose.pose.position, pose.pose.orientation
-        gt.append(GtPose(
-            obj_id=int(pose.object_id), name=str(pose.object_name), instance=int(pose.instance),
-            T_cam_obj=make_pose(matrix_from_quat_xyzw([q.x, q.y, q.z, q.w]), [p.x, p.y, p.z]),
-        ))
-    return tuple(gt)
+    return tuple(GtPose(p.object_id, p.name, p.instance, p.T_cam_obj) for p in instance_poses_from_msg(msg))
 
 
 # ---------------------------------------------------------------- writing
@@ -328,12 +213,6 @@ def scene_stamps(split: BopSplit, scene_id: int, im_ids: list[int]) -> dict[int,
     return {im_id: STAMP_BASE_NS + round(t * NS_PER_S) for im_id, t in times.items()}
 
 
-def _object_names(models_dir: Path) -> dict[int, str]:
-    """Object names by id from a BOP models folder (models_names.json, else obj_XXXXXX)."""
-    obj_ids = read_models_info(models_dir / MODELS_INFO_FILE)
-    return read_model_names(models_dir / MODELS_NAMES_FILE, obj_ids)
-
-
 def write_bag(
     split: BopSplit,
     scene_id: int,
@@ -359,7 +238,7 @@ def write_bag(
     annotations = split.read_scene(scene_id)
     im_ids = sorted(annotations.camera)
     stamps = scene_stamps(split, scene_id, im_ids)
-    names = _object_names(Path(models_dir) if models_dir is not None else split.models_dir)
+    names = model_names(Path(models_dir) if models_dir is not None else split.models_dir)
     for im_id, instances in annotations.gt.items():
         unknown = sorted({inst.obj_id for inst in instances} - set(names))
         if unknown:
@@ -388,11 +267,11 @@ def write_bag(
             cam = annotations.camera[im_id]
             rgb = read_rgb(split.rgb_path(scene_id, im_id))
             camera = PinholeCamera(cam.K, rgb.shape[1], rgb.shape[0])
-            writer.write(info_conn, stamp, store.serialize_cdr(camera_info_msg(camera, header), MSG_CAMERA_INFO))
-            writer.write(image_conn, stamp, store.serialize_cdr(rgb_msg(rgb, header), MSG_IMAGE))
+            writer.write(info_conn, stamp, store.serialize_cdr(_camera_info_msg(camera, header), MSG_CAMERA_INFO))
+            writer.write(image_conn, stamp, store.serialize_cdr(_image_msg(image_fields(rgb, "rgb8"), header), MSG_IMAGE))
             if depth_conn is not None:
                 depth = read_depth(split.depth_path(scene_id, im_id), cam.depth_scale)
-                writer.write(depth_conn, stamp, store.serialize_cdr(depth_msg(depth, header), MSG_IMAGE))
+                writer.write(depth_conn, stamp, store.serialize_cdr(_image_msg(depth_fields(depth), header), MSG_IMAGE))
             counts: dict[int, int] = {}
             gt = []
             for inst in annotations.gt.get(im_id, []):
@@ -537,7 +416,7 @@ def _frames(path: Path, kinds: dict[str, str]) -> Iterator[BagFrame]:
             except Exception as exc:  # a truncated or garbled payload fails anywhere in the decoder
                 raise BagError(f"{path}: {connection.topic}: cannot decode message "
                                f"({type(exc).__name__}: {exc})") from exc
-            yield from assembler.add(kind, _stamp_ns(msg.header), value)
+            yield from assembler.add(kind, stamp_ns(msg.header.stamp), value)
         yield from assembler.finish()
     except ReaderError as exc:
         raise BagError(f"{path}: corrupt bag ({exc})") from exc
@@ -546,14 +425,14 @@ def _frames(path: Path, kinds: dict[str, str]) -> Iterator[BagFrame]:
 
 
 def _decode(kind: str, msg: Any) -> Any:
-    """The value a frame keeps from one deserialised message of `kind`."""
-    if kind == "rgb":
-        return rgb_from_msg(msg), str(msg.header.frame_id)
-    if kind == "camera":
-        try:
-            return camera_from_msg(msg)
-        except ValueError as exc:
-            raise BagError(str(exc)) from exc
-    if kind == "depth":
-        return depth_from_msg(msg)
+    """The value a frame keeps from one deserialised message of `kind`; BagError for an unusable message."""
+    try:
+        if kind == "rgb":
+            return rgb_from_image(msg), str(msg.header.frame_id)
+        if kind == "camera":
+            return camera_from_info(msg)
+        if kind == "depth":
+            return depth_from_image(msg)
+    except ValueError as exc:
+        raise BagError(str(exc)) from exc
     return _gt_from_msg(msg)

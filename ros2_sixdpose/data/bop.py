@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from ros2_sixdpose.core.checks import BopFormatError, number_list
+
+T = TypeVar("T")
 
 MM_PER_M = 1000.0
 RESULTS_CSV_HEADER = "scene_id,im_id,obj_id,score,R,t,time"
@@ -181,79 +183,72 @@ class BopSplit:
 # ---------------------------------------------------------------- scene JSON files
 
 
-def read_scene_gt(path: str | Path) -> dict[int, list[GtInstance]]:
-    """Read scene_gt.json: per image id, the annotated instances with `T_cam_obj` in metres."""
+def _read_instances(path: str | Path, parse: Callable[[Path, str, Any], T]) -> dict[int, list[T]]:
+    """Read a per-image list of per-instance entries (scene_gt.json, scene_gt_info.json), each `parse(path, where,
+    entry)`d, `where` naming the image and instance for errors."""
     path = Path(path)
-    scene_gt: dict[int, list[GtInstance]] = {}
+    out: dict[int, list[T]] = {}
     for im_id, entries in _image_entries(path, _load_json(path)):
         if not isinstance(entries, list):
             raise BopFormatError(f"{path}: image {im_id}: expected a list of instances, got {type(entries).__name__}")
-        instances = []
-        for index, entry in enumerate(entries):
-            where = f"image {im_id}, instance {index}"
-            R = _numbers(path, where, entry, "cam_R_m2c", 9).reshape(3, 3)
-            t_mm = _numbers(path, where, entry, "cam_t_m2c", 3)
-            obj_id = _integer(path, where, entry, "obj_id")
-            instances.append(GtInstance(obj_id=obj_id, T_cam_obj=_pose_from_mm(R, t_mm)))
-        scene_gt[im_id] = instances
-    return scene_gt
+        out[im_id] = [parse(path, f"image {im_id}, instance {index}", entry) for index, entry in enumerate(entries)]
+    return out
+
+
+def _write_instances(path: str | Path, per_image: Mapping[int, Sequence[T]], encode: Callable[[T], dict]) -> None:
+    """Write a per-image list of per-instance entries, each `encode`d to its JSON object."""
+    _write_image_keyed_json(path, {im_id: [encode(item) for item in items] for im_id, items in per_image.items()})
+
+
+def _gt_instance(path: Path, where: str, entry: Any) -> GtInstance:
+    """One scene_gt.json entry: `cam_R_m2c`, `cam_t_m2c` (mm) and `obj_id`."""
+    R = _numbers(path, where, entry, "cam_R_m2c", 9).reshape(3, 3)
+    t_mm = _numbers(path, where, entry, "cam_t_m2c", 3)
+    obj_id = _integer(path, where, entry, "obj_id")
+    return GtInstance(obj_id=obj_id, T_cam_obj=_pose_from_mm(R, t_mm))
+
+
+def _gt_info(path: Path, where: str, entry: Any) -> GtInfo:
+    """One scene_gt_info.json entry."""
+    return GtInfo(
+        bbox_obj=_bbox(path, where, entry, "bbox_obj"),
+        bbox_visib=_bbox(path, where, entry, "bbox_visib"),
+        px_count_all=_integer(path, where, entry, "px_count_all"),
+        px_count_valid=_integer(path, where, entry, "px_count_valid"),
+        px_count_visib=_integer(path, where, entry, "px_count_visib"),
+        visib_fract=float(_numbers(path, where, entry, "visib_fract", None)),
+    )
+
+
+def read_scene_gt(path: str | Path) -> dict[int, list[GtInstance]]:
+    """Read scene_gt.json: per image id, the annotated instances with `T_cam_obj` in metres."""
+    return _read_instances(path, _gt_instance)
 
 
 def write_scene_gt(path: str | Path, scene_gt: Mapping[int, Sequence[GtInstance]]) -> None:
     """Write scene_gt.json from per-image instances (`T_cam_obj` metres -> `cam_t_m2c` mm)."""
-    content = {}
-    for im_id, instances in scene_gt.items():
-        content[im_id] = [
-            {
-                "cam_R_m2c": _flat(inst.T_cam_obj[:3, :3]),
-                "cam_t_m2c": _flat(inst.T_cam_obj[:3, 3] * MM_PER_M),
-                "obj_id": int(inst.obj_id),
-            }
-            for inst in instances
-        ]
-    _write_image_keyed_json(path, content)
+    _write_instances(path, scene_gt, lambda inst: {
+        "cam_R_m2c": _flat(inst.T_cam_obj[:3, :3]),
+        "cam_t_m2c": _flat(inst.T_cam_obj[:3, 3] * MM_PER_M),
+        "obj_id": int(inst.obj_id),
+    })
 
 
 def read_scene_gt_info(path: str | Path) -> dict[int, list[GtInfo]]:
     """Read scene_gt_info.json: per image id, one `GtInfo` per ground-truth instance (same order as scene_gt.json)."""
-    path = Path(path)
-    scene_info: dict[int, list[GtInfo]] = {}
-    for im_id, entries in _image_entries(path, _load_json(path)):
-        if not isinstance(entries, list):
-            raise BopFormatError(f"{path}: image {im_id}: expected a list of instances, got {type(entries).__name__}")
-        infos = []
-        for index, entry in enumerate(entries):
-            where = f"image {im_id}, instance {index}"
-            infos.append(
-                GtInfo(
-                    bbox_obj=_bbox(path, where, entry, "bbox_obj"),
-                    bbox_visib=_bbox(path, where, entry, "bbox_visib"),
-                    px_count_all=_integer(path, where, entry, "px_count_all"),
-                    px_count_valid=_integer(path, where, entry, "px_count_valid"),
-                    px_count_visib=_integer(path, where, entry, "px_count_visib"),
-                    visib_fract=float(_numbers(path, where, entry, "visib_fract", None)),
-                )
-            )
-        scene_info[im_id] = infos
-    return scene_info
+    return _read_instances(path, _gt_info)
 
 
 def write_scene_gt_info(path: str | Path, scene_gt_info: Mapping[int, Sequence[GtInfo]]) -> None:
     """Write scene_gt_info.json from per-image `GtInfo` lists."""
-    content = {}
-    for im_id, infos in scene_gt_info.items():
-        content[im_id] = [
-            {
-                "bbox_obj": [int(v) for v in info.bbox_obj],
-                "bbox_visib": [int(v) for v in info.bbox_visib],
-                "px_count_all": int(info.px_count_all),
-                "px_count_valid": int(info.px_count_valid),
-                "px_count_visib": int(info.px_count_visib),
-                "visib_fract": float(info.visib_fract),
-            }
-            for info in infos
-        ]
-    _write_image_keyed_json(path, content)
+    _write_instances(path, scene_gt_info, lambda info: {
+        "bbox_obj": [int(v) for v in info.bbox_obj],
+        "bbox_visib": [int(v) for v in info.bbox_visib],
+        "px_count_all": int(info.px_count_all),
+        "px_count_valid": int(info.px_count_valid),
+        "px_count_visib": int(info.px_count_visib),
+        "visib_fract": float(info.visib_fract),
+    })
 
 
 def read_scene_camera(path: str | Path) -> dict[int, CameraParams]:

@@ -8,16 +8,16 @@ from pathlib import Path
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-PACKAGE = "ros2_sixdpose"
+from ros2_sixdpose.paths import CHECKOUT, MSG_DIR, PACKAGE
 
 
 def msg_dir() -> Path:
     """Folder of the .msg files: the checkout's msg/, else the installed share/ros2_sixdpose/msg."""
-    checkout = Path(__file__).resolve().parents[2] / "msg"
+    checkout = CHECKOUT / MSG_DIR
     if checkout.is_dir():
         return checkout
     for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
-        installed = Path(prefix) / "share" / PACKAGE / "msg"
+        installed = Path(prefix) / "share" / PACKAGE / MSG_DIR
         if prefix and installed.is_dir():
             return installed
     raise FileNotFoundError(f"no msg/ folder of {PACKAGE} beside the sources or under AMENT_PREFIX_PATH")

@@ -1,4 +1,4 @@
-"""The detection stage: its result type, its configuration, its interface, and the factory that builds one by name.
+"""The detection stage: its result type, its configuration and its interface (`detection/factory.py` builds one).
 
 A `Detector` takes one colour image and returns the object instances it finds, each as a `Detection` with
 a full-image box and a full-image mask. Implementations are chosen by `DetectorConfig.type`:
@@ -8,13 +8,11 @@ BOP split, `detection/oracle.py`, for evaluating pose methods apart from detecti
 from __future__ import annotations
 
 import abc
-import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-logger = logging.getLogger(__name__)
+from ros2_sixdpose.paths import MODELS_DIR, WEIGHTS_DIR
 
 DETECTOR_TYPES = ("segmentation", "oracle")
 
@@ -62,9 +60,9 @@ class DetectorConfig:
     """Configuration of the detection stage (`config/detector.yaml`)."""
 
     type: str = "segmentation"  # one of DETECTOR_TYPES
-    models_dir: str = "assets/models"  # BOP models folder: the objects the learned detector must know
+    models_dir: str = MODELS_DIR  # BOP models folder: the objects the learned detector must know
     # segmentation
-    weights: str = "weights/detector.pt"
+    weights: str = f"{WEIGHTS_DIR}/detector.pt"
     input_scale: float = 0.5  # the network sees the image resized by this factor
     score_threshold: float = 0.32  # detections scoring less are dropped
     center_threshold: float = 0.1  # centre-heatmap peaks below this are not instances
@@ -72,7 +70,7 @@ class DetectorConfig:
     max_instances: int = 30  # at most this many centre peaks per image
     min_area: int = 64  # full-image pixels; smaller instance fragments are dropped
     full_score_area: int = 2400  # full-image pixels; smaller instances score less, by sqrt(area / this); 0: off
-    threads: int = 1  # torch intra-op threads at inference; 0 keeps torch's default
+    threads: int = 1  # torch intra-op threads at inference (0 keeps torch's default); two stall on 2 shared cores
     # oracle
     dataset: str = ""  # BOP data set root whose ground truth the oracle returns
     split: str = ""  # split of that data set, e.g. "test"
@@ -94,28 +92,6 @@ class DetectorConfig:
             )
 
 
-def check_rgb(rgb: np.ndarray) -> np.ndarray:
-    """Return `rgb` if it is a non-empty (H, W, 3) uint8 image, else raise ValueError saying what was received."""
-    if not isinstance(rgb, np.ndarray):
-        raise ValueError(f"rgb must be a numpy array (H, W, 3) uint8, got {type(rgb).__name__}")
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"rgb must have shape (H, W, 3), got {rgb.shape}")
-    if rgb.dtype != np.uint8:
-        raise ValueError(f"rgb must be uint8, got {rgb.dtype}")
-    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
-        raise ValueError(f"rgb is empty: shape {rgb.shape}")
-    return rgb
-
-
-def mask_box(mask: np.ndarray) -> np.ndarray:
-    """(4,) float64 (x0, y0, x1, y1) box of the True pixels of an (H, W) mask (x1, y1 exclusive); zeros if empty."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return np.zeros(4)
-    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=np.float64)
-
-
 class Detector(abc.ABC):
     """Finds the known objects in a colour image."""
 
@@ -126,17 +102,3 @@ class Detector(abc.ABC):
         `key` names the image within a BOP split; learned detectors ignore it, the oracle requires it.
         Raises ValueError for an image that is not non-empty (H, W, 3) uint8.
         """
-
-
-def make_detector(config: DetectorConfig, root: str | Path = ".") -> Detector:
-    """Build the detector `config.type` names; relative paths in `config` are resolved against `root`."""
-    root = Path(root)
-    if config.type == "segmentation":
-        from ros2_sixdpose.detection.segmentation import SegmentationDetector
-
-        return SegmentationDetector.from_config(config, root / config.weights, root / config.models_dir)
-    from ros2_sixdpose.detection.oracle import OracleDetector
-
-    if not config.dataset or not config.split:
-        raise ValueError("the oracle detector needs 'dataset' and 'split' (a BOP split with mask_visib) in its config")
-    return OracleDetector(root / config.dataset, config.split)

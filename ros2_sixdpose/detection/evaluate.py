@@ -8,23 +8,18 @@ regions): finding a barely visible object is not an error, missing it is not sco
 """
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from ros2_sixdpose.config import load_config
-from ros2_sixdpose.core.objects import MODELS_INFO_FILE, MODELS_NAMES_FILE, read_model_names, read_models_info
 from ros2_sixdpose.data.bop import BopSplit, read_mask, read_rgb
-from ros2_sixdpose.detection.base import Detection, Detector, DetectorConfig, ImageKey, make_detector
+from ros2_sixdpose.detection.base import Detection, Detector, ImageKey
 
 logger = logging.getLogger(__name__)
 
@@ -186,73 +181,3 @@ def evaluate(
         n_images=len(times),
         ms_per_frame=timing,
     )
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `sixdpose eval detector`."""
-    parser.add_argument("--dataset", required=True, type=Path, help="BOP data set root")
-    parser.add_argument("--split", required=True, help="split to evaluate on, e.g. test")
-    parser.add_argument("--out", required=True, type=Path, help=f"output folder; {METRICS_FILE} is written there")
-    parser.add_argument("--config", type=Path, default=Path("config/detector.yaml"), help="detector configuration")
-    parser.add_argument("--min-visib", type=float, default=0.3, help="instances less visible are not scored")
-    parser.add_argument("--iou", type=float, default=0.5, help="mask IoU at which a detection matches")
-    parser.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """`sixdpose eval detector`: evaluate the configured detector on a split, print and write the metrics."""
-    overrides = {"threads": args.threads} if args.threads is not None else None
-    config = load_config(DetectorConfig, args.config, overrides)
-    if config.type == "oracle" and not config.dataset:
-        config.dataset, config.split = str(args.dataset), args.split
-    detector = make_detector(config)
-    split = BopSplit(args.dataset, args.split)
-    metrics = evaluate(detector, iter_frames(split, args.max_images), args.min_visib, args.iou, progress=True)
-    report = {
-        "dataset": str(args.dataset),
-        "split": args.split,
-        "min_visib_fract": args.min_visib,
-        "iou_threshold": args.iou,
-        "detector": asdict(config),
-        **asdict(metrics),
-    }
-    names = object_names(split.models_dir if split.models_dir.is_dir() else Path(config.models_dir))
-    for obj_id, summary in report["per_object"].items():
-        summary["name"] = names.get(obj_id, "")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / METRICS_FILE
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(format_table(metrics, names))
-    print(f"wrote {path}")
-    return 0
-
-
-def object_names(models_dir: Path) -> dict[int, str]:
-    """Object names of a BOP models folder (models_names.json, else `obj_XXXXXX`)."""
-    ids = read_models_info(models_dir / MODELS_INFO_FILE)
-    return read_model_names(models_dir / MODELS_NAMES_FILE, ids)
-
-
-def format_table(metrics: DetectorMetrics, names: dict[int, str] | None = None) -> str:
-    """The metrics as a Markdown table: one row per object (id and name) and one overall."""
-    names = names or {}
-    lines = ["| object | GT | detections | precision | recall | mean mask IoU |", "|---|---|---|---|---|---|"]
-    rows = [(f"{obj_id} {names.get(obj_id, '')}".strip(), summary) for obj_id, summary in metrics.per_object.items()]
-    rows.append(("all", metrics.overall))
-    for name, s in rows:
-        cells = [f"{s[k]:.3f}" if s[k] is not None else "-" for k in ("precision", "recall", "mean_mask_iou")]
-        lines.append(f"| {name} | {s['n_gt']} | {s['n_detections']} | " + " | ".join(cells) + " |")
-    timing = metrics.ms_per_frame
-    if timing:
-        lines.append(
-            f"\n{metrics.n_images} images; {timing['median']:.1f} ms per frame (median), {timing['p90']:.1f} (p90)"
-        )
-    return "\n".join(lines)
-
-
-def register_detector_eval(subparsers: argparse._SubParsersAction) -> None:
-    """Add the `detector` parser to the sub-parsers of `sixdpose eval`."""
-    parser = subparsers.add_parser("detector", help="precision / recall at mask IoU 0.5 of the configured detector")
-    add_arguments(parser)
-    parser.set_defaults(func=run)

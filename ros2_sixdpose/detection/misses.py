@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ros2_sixdpose.detection.base import Detection, DetectorConfig, mask_box
+from ros2_sixdpose.core.checks import mask_box
+from ros2_sixdpose.detection.base import Detection, DetectorConfig
 from ros2_sixdpose.detection.evaluate import EvalFrame, GtMask, greedy_match, mask_ious
 from ros2_sixdpose.detection.segmentation import SegmentationDetector, decode_instances, find_peaks
 

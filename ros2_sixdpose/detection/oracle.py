@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ros2_sixdpose.core.checks import check_rgb, mask_box
 from ros2_sixdpose.data.bop import BopSplit, SceneAnnotations, image_size, read_mask
-from ros2_sixdpose.detection.base import Detection, Detector, ImageKey, check_rgb, mask_box
+from ros2_sixdpose.detection.base import Detection, Detector, ImageKey
 
 logger = logging.getLogger(__name__)
 

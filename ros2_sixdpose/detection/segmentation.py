@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from ros2_sixdpose.core.checks import check_rgb, mask_box
 from ros2_sixdpose.core.objects import MODELS_INFO_FILE, read_models_info
-from ros2_sixdpose.detection.base import Detection, Detector, DetectorConfig, ImageKey, check_rgb, mask_box
+from ros2_sixdpose.detection.base import Detection, Detector, DetectorConfig, ImageKey
 
 logger = logging.getLogger(__name__)
 

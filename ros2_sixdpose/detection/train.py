@@ -12,32 +12,25 @@ The class loss keeps the hardest `hard_pixel_fraction` of pixels (Panoptic-DeepL
 """
 from __future__ import annotations
 
-import argparse
 import logging
-import shlex
-import sys
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from ros2_sixdpose.config import load_config
-from ros2_sixdpose.core.objects import MODELS_INFO_FILE, read_models_info
 from ros2_sixdpose.data.augment import AugmentConfig, BackgroundConfig, augment
-from ros2_sixdpose.data.bop import BopSplit, image_size
+from ros2_sixdpose.data.bop import BopSplit
 from ros2_sixdpose.data.views import FrameDataset
 from ros2_sixdpose.detection.base import DetectorConfig
-from ros2_sixdpose.detection.evaluate import EvalFrame, evaluate, iter_frames
+from ros2_sixdpose.detection.evaluate import EvalFrame, evaluate
 from ros2_sixdpose.detection.segmentation import (
-    CENTER_STRIDE, CLASS_STRIDE, NetConfig, NetOutput, SegmentationDetector, SegNet, export_weights, input_size,
-    load_weights, normalise,
+    CENTER_STRIDE, CLASS_STRIDE, NetConfig, NetOutput, SegmentationDetector, SegNet, export_weights, load_weights,
+    normalise,
 )
-from ros2_sixdpose.train.loop import TrainConfig, train
 
 logger = logging.getLogger(__name__)
 
@@ -312,72 +305,6 @@ class DetectorTask:
         return export_weights(self.net, self.object_ids)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `sixdpose train detector`."""
-    parser.add_argument("--data", type=Path, required=True, help="BOP data set root (from `sixdpose synth`)")
-    parser.add_argument("--split", default="train_pbr", help="training split")
-    parser.add_argument("--val-split", default="val", help="validation split (its first --val-images images)")
-    parser.add_argument("--out", type=Path, default=Path("weights/detector.pt"), help="weights file to write")
-    parser.add_argument("--config", type=Path, default=Path("config/detector.yaml"),
-                        help="detector configuration (input scale, thresholds used in validation)")
-    parser.add_argument("--models", type=Path, default=None, help="models folder (default DATA/models)")
-    parser.add_argument("--steps", type=int, default=20000)
-    parser.add_argument("--until", type=int, default=None, help="stop at this step (resumable), e.g. to split a run")
-    parser.add_argument("--batch-size", type=int, default=DetectorTrainConfig.batch_size)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--augment", choices=("on", "off"), default="on", help="online augmentation")
-    parser.add_argument("--eval-every", type=int, default=1000)
-    parser.add_argument("--val-images", type=int, default=60)
-    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and augmentation")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads")
-    parser.add_argument("--data-seeds", default="", help="free text recorded in the JSON, e.g. 'train 1, val 2'")
-    parser.add_argument("--init", type=Path, default=None,
-                        help="start from these detector weights (fine-tuning; a fresh optimizer and schedule)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """`sixdpose train detector`: train (or resume) and write the weights, checkpoint, JSON and curves."""
-    detector_config = load_config(DetectorConfig, args.config if args.config.is_file() else None)
-    models_dir = args.models or args.data / "models"
-    object_ids = sorted(read_models_info(models_dir / MODELS_INFO_FILE))
-    augment_config = DETECTOR_AUGMENT if args.augment == "on" else AugmentConfig(enabled=False)
-    config = DetectorTrainConfig(batch_size=args.batch_size, val_images=args.val_images, augment=augment_config)
-    loop_config = TrainConfig(
-        steps=args.steps, lr=args.lr, warmup_steps=min(500, args.steps // 10), eval_every=args.eval_every,
-        checkpoint_every=min(500, args.eval_every), seed=args.seed, threads=args.threads,
-    )
-    torch.set_num_threads(args.threads)
-    train_split = BopSplit(args.data, args.split)
-    width, height = _frame_size(train_split)
-    size = input_size(width, height, detector_config.input_scale)
-    dataset = CachedFrames(train_split, size, object_ids)
-    val_frames = list(iter_frames(BopSplit(args.data, args.val_split), args.val_images))
-    generator = torch.Generator().manual_seed(args.seed)
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True, generator=generator)
-    task = DetectorTask(object_ids, config, detector_config, val_frames, seed=args.seed)
-    if args.init is not None:
-        start_from(task.net, object_ids, args.init)
-    run_info = {
-        "command": shlex.join(["sixdpose", *sys.argv[1:]] if sys.argv[0].endswith("sixdpose") else sys.argv),
-        "data": str(args.data),
-        "split": args.split,
-        "val_split": args.val_split,
-        "data_seeds": args.data_seeds,
-        "train_images": len(dataset),
-        "val_images": len(val_frames),
-        "object_ids": object_ids,
-        "input_size": list(size),
-        "augment": args.augment,
-        "init": str(args.init) if args.init is not None else None,
-        "detector_train_config": asdict(config),
-        "detector_config": asdict(detector_config),
-    }
-    result = train(task, loader, loop_config, args.out, run_info=run_info, until=args.until)
-    print(f"step {result.history['step'][-1] if result.history['step'] else 0}: {result.final_metrics}")
-    print(f"wrote {result.weights} (+ .json, .curves.png); checkpoint {result.checkpoint}")
-    return 0
-
-
 def start_from(net: SegNet, object_ids: list[int], path: Path) -> None:
     """Load the parameters of an earlier run's weights file into `net`, which must have its objects and widths.
 
@@ -390,9 +317,3 @@ def start_from(net: SegNet, object_ids: list[int], path: Path) -> None:
             f"objects {list(object_ids)} with widths {list(net.config.widths)}"
         )
     net.load_state_dict(init_net.state_dict())
-
-
-def _frame_size(split: BopSplit) -> tuple[int, int]:
-    """(width, height) of the first image of a split; the detector trains on one frame size."""
-    scene_id = split.scene_ids()[0]
-    return image_size(split.rgb_path(scene_id, split.image_ids(scene_id)[0]))

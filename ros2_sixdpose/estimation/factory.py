@@ -7,6 +7,8 @@ from pathlib import Path
 
 from ros2_sixdpose.estimation.base import PoseEstimator
 from ros2_sixdpose.estimation.nocs_estimator import NocsEstimator, NocsEstimatorConfig
+from ros2_sixdpose.estimation.retrieval.estimator import RetrievalEstimator
+from ros2_sixdpose.estimation.retrieval.retriever import RetrievalConfig
 
 
 @dataclass
@@ -15,6 +17,7 @@ class EstimatorConfig:
 
     type: str = "nocs"
     nocs: NocsEstimatorConfig = field(default_factory=NocsEstimatorConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
 
     def __post_init__(self) -> None:
         if self.type not in ESTIMATORS:
@@ -24,6 +27,7 @@ class EstimatorConfig:
 # Estimator type -> builder(config, root). A new method adds one entry here and one settings field above.
 ESTIMATORS: dict[str, Callable[[EstimatorConfig, Path], PoseEstimator]] = {
     "nocs": lambda config, root: NocsEstimator.from_config(config.nocs, root),
+    "retrieval": lambda config, root: RetrievalEstimator.from_config(config.retrieval, root),
 }
 
 

@@ -18,12 +18,15 @@ import numpy as np
 import torch
 
 from ros2_sixdpose.core.camera import CropTransform, PinholeCamera, square_box
+from ros2_sixdpose.core.checks import check_rgb
 from ros2_sixdpose.core.objects import ObjectModel, load_models
-from ros2_sixdpose.detection.base import Detection, check_rgb
+from ros2_sixdpose.detection.base import Detection
 from ros2_sixdpose.estimation.base import PoseEstimate, PoseEstimator
 from ros2_sixdpose.estimation.bbdm import BBDM
-from ros2_sixdpose.estimation.nocs_net import CropSpec, NocsNet, load_nocs_net
+from ros2_sixdpose.estimation.nocs_net import CropSpec, NocsNet
+from ros2_sixdpose.estimation.nocs_weights import load_nocs_net
 from ros2_sixdpose.estimation.pnp import PnPConfig, PnPResult, pose_from_nocs
+from ros2_sixdpose.paths import MODELS_DIR, WEIGHTS_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +35,9 @@ logger = logging.getLogger(__name__)
 class NocsEstimatorConfig:
     """Settings of the NOCS estimator (the `nocs` section of config/estimator*.yaml)."""
 
-    weights: str = "weights/nocs_pix2pix.pt"
-    models_dir: str = "assets/models"
-    sample_steps: int = 0  # BBDM sampler passes; 0 keeps the weights file's setting
+    weights: str = f"{WEIGHTS_DIR}/nocs_pix2pix.pt"
+    models_dir: str = MODELS_DIR
+    sample_steps: int = 10  # BBDM sampler passes (0 keeps the weights file's setting); Pix2Pix ignores it
     mask_threshold: float = 0.5  # pixels whose predicted mask probability exceeds this give correspondences
     # Keep only correspondences inside the detection's own mask too (where it has one): pixels of a neighbour
     # or of the background that the network's mask lets through otherwise pull PnP off.

@@ -1,5 +1,5 @@
-"""What both NOCS networks share: their conditioning, the prediction they return, the crop they were trained
-on, and their weights file.
+"""What both NOCS networks share: their conditioning, the prediction they return and the crop they were trained
+on (their weights file: `estimation/nocs_weights.py`).
 
 A NOCS network maps an RGB crop (B, 3, S, S) in [0, 1] of a detected object to a NOCS map (B, 3, S, S) in
 [0, 1] and an object mask probability (B, 1, S, S). Besides the image, the network sees which object the
@@ -7,22 +7,17 @@ detector says it is (one constant one-hot plane per known object: the map of one
 function of the image than another's, as per-object networks such as Pix2Pose have it, but one network
 serves all objects) and each pixel's position in the crop (two planes in [-1, 1], CoordConv, Liu et al.
 2018: NOCS values are positions on the object, which translation-equivariant convolutions cannot place
-on their own). Its weights file (written by `sixdpose train nocs`, read with `torch.load(weights_only=True)`)
-holds the model kind, the U-Net shape, the kind's own settings, the object ids, the crop geometry it was
-trained with and the weights, so inference needs nothing else.
+on their own).
 """
 from __future__ import annotations
 
 import abc
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-FORMAT = "sixdpose-nocs-1"
-MODEL_KINDS = ("pix2pix", "bbdm")
 
 
 @dataclass(frozen=True)
@@ -106,45 +101,3 @@ def check_crops(rgb: torch.Tensor, size: int | None = None) -> None:
         raise ValueError(f"crops must be a float tensor (B, 3, S, S) in [0, 1], got {desc}")
     if size is not None and tuple(rgb.shape[2:]) != (size, size):
         raise ValueError(f"crops must be {size}x{size}, got {tuple(rgb.shape[2:])}")
-
-
-def save_nocs_net(net: NocsNet, crop: CropSpec, path: str | Path) -> dict[str, Any]:
-    """The weights-file content of `net` (written to `path` unless it is None); returns it."""
-    content = {
-        "format": FORMAT,
-        "kind": net.kind,
-        "settings": net.settings(),
-        "crop": asdict(crop),
-        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-    }
-    if path is not None:
-        torch.save(content, path)
-    return content
-
-
-def load_nocs_net(path: str | Path) -> tuple[NocsNet, CropSpec]:
-    """Read a weights file written by `sixdpose train nocs`: the network (eval mode, CPU) and its crop spec."""
-    from ros2_sixdpose.estimation.bbdm import BBDM
-    from ros2_sixdpose.estimation.pix2pix import Pix2PixGenerator
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: NOCS network weights not found (train them with `sixdpose train nocs`)")
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for truncated or foreign files; name the file
-        raise ValueError(f"{path}: not a readable weights file ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(content, dict) or content.get("format") != FORMAT:
-        found = content.get("format") if isinstance(content, dict) else type(content).__name__
-        raise ValueError(f"{path}: not a NOCS network file (format {found!r}, expected {FORMAT!r})")
-    classes = {"pix2pix": Pix2PixGenerator, "bbdm": BBDM}
-    kind = content.get("kind")
-    if kind not in classes:
-        raise ValueError(f"{path}: unknown model kind {kind!r}; known: {MODEL_KINDS}")
-    try:
-        net = classes[kind].from_settings(content["settings"])
-        net.load_state_dict(content["state_dict"])
-        crop = CropSpec(**content["crop"])
-    except (KeyError, TypeError, RuntimeError) as exc:
-        raise ValueError(f"{path}: weights do not match a {kind} network ({type(exc).__name__}: {exc})") from exc
-    return net.eval(), crop

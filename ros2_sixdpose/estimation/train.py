@@ -13,9 +13,7 @@ Losses:
 """
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,21 +23,20 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from ros2_sixdpose.config import load_config
-from ros2_sixdpose.core.objects import ObjectModel, load_models
+from ros2_sixdpose.core.objects import ObjectModel
 from ros2_sixdpose.data.augment import AugmentConfig, augment
 from ros2_sixdpose.data.bop import BopSplit, read_mask, read_rgb
 from ros2_sixdpose.data.nocs_maps import read_nocs
 from ros2_sixdpose.data.views import CropDataset, ViewConfig, nocs_path
 from ros2_sixdpose.estimation.bbdm import BBDM, BridgeConfig
-from ros2_sixdpose.estimation.nocs_net import MODEL_KINDS, CropSpec, NocsNet, NocsPrediction, save_nocs_net
+from ros2_sixdpose.estimation.nocs_net import CropSpec, NocsNet, NocsPrediction
+from ros2_sixdpose.estimation.nocs_weights import save_nocs_net
 from ros2_sixdpose.estimation.pix2pix import PatchDiscriminator, PatchDiscriminatorConfig, Pix2PixGenerator
 from ros2_sixdpose.estimation.symmetry import canonical_nocs
 from ros2_sixdpose.estimation.visualize import save_examples
-from ros2_sixdpose.train.loop import TrainConfig, train
 
 logger = logging.getLogger(__name__)
 
@@ -334,61 +331,3 @@ class BBDMTask(NocsTask):
 
 
 TASKS = {"pix2pix": Pix2PixTask, "bbdm": BBDMTask}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `sixdpose train nocs`."""
-    parser.add_argument("--model", choices=MODEL_KINDS, required=True, help="network: GAN or Brownian-bridge diffusion")
-    parser.add_argument("--augment", choices=("on", "off"), default="on", help="online augmentation")
-    parser.add_argument("--data", type=Path, required=True, help="BOP data set root (from `sixdpose synth`)")
-    parser.add_argument("--split", default="train_pbr", help="training split")
-    parser.add_argument("--val-split", default="val", help="validation split")
-    parser.add_argument("--out", type=Path, required=True, help="weights file to write, e.g. weights/nocs_bbdm.pt")
-    parser.add_argument("--config", type=Path, default=Path("config/estimator_nocs_train.yaml"),
-                        help="network and loss settings (NocsTrainConfig)")
-    parser.add_argument("--models", type=Path, default=None, help="models folder (default DATA/models)")
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--until", type=int, default=None, help="stop at this step (resumable)")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--eval-every", type=int, default=250)
-    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling, jitter and augmentation")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (2 on 2 shared cores stalled in spin-waits)")
-    parser.add_argument("--data-seeds", default="", help="free text recorded in the JSON, e.g. 'train 600, val 601'")
-
-
-def run(args: argparse.Namespace) -> int:
-    """`sixdpose train nocs`: train (or resume) and write weights, checkpoint, JSON, curves and example maps."""
-    config_path = args.config if args.config.is_file() else None
-    config = load_config(NocsTrainConfig, config_path, {"augment.enabled": args.augment == "on"})
-    torch.set_num_threads(args.threads)
-    models = load_models(args.models or args.data / "models")
-    view = ViewConfig(size=config.crop_size, pad_scale=config.crop_scale, min_visib_fract=config.min_visib_fract)
-    train_crops = cached_crops(BopSplit(args.data, args.split), view, models, config.cache_epochs, args.seed)
-    still = ViewConfig(size=config.crop_size, pad_scale=config.crop_scale, min_visib_fract=0.5, scale_jitter=0.0,
-                       shift_jitter=0.0)
-    val_crops = cached_crops(BopSplit(args.data, args.val_split), still, models, 1, args.seed, limit=config.val_crops)
-    loader = DataLoader(train_crops, batch_size=config.batch_size, shuffle=True, drop_last=True,
-                        generator=torch.Generator().manual_seed(args.seed))
-    task = TASKS[args.model](config, sorted(models), val_crops, args.seed)
-    loop_config = TrainConfig(
-        steps=args.steps, lr=args.lr, warmup_steps=min(100, args.steps // 10), eval_every=args.eval_every,
-        checkpoint_every=min(100, args.eval_every), seed=args.seed, threads=args.threads,
-    )
-    run_info = {
-        "command": " ".join(["sixdpose", *sys.argv[1:]]) if sys.argv[0].endswith("sixdpose") else " ".join(sys.argv),
-        "model": args.model,
-        "augment": args.augment,
-        "data": str(args.data),
-        "split": args.split,
-        "val_split": args.val_split,
-        "data_seeds": args.data_seeds,
-        "train_crops": len(train_crops),
-        "val_crops": len(val_crops),
-        "parameters": sum(p.numel() for p in task.net.parameters()),
-        "nocs_train_config": asdict(config),
-    }
-    result = train(task, loader, loop_config, args.out, run_info=run_info, until=args.until)
-    task.save_examples(args.out.with_name(args.out.name + ".examples.png"))
-    print(f"step {result.history['step'][-1] if result.history['step'] else 0}: {result.final_metrics}")
-    print(f"wrote {result.weights} (+ .json, .curves.png, .examples.png); checkpoint {result.checkpoint}")
-    return 0

@@ -4,29 +4,11 @@ This module itself imports no ROS code, so `sixdpose run`, the launch file and t
 one table of node executables, `NODES`, on any machine. setup.py's console_scripts name the same
 executables (a test checks it), and config/nodes*.yaml choose which of them to start.
 
-Topics (absolute names; remap them, e.g. `-r /camera/color/image_raw:=/usb_cam/image_raw`):
-    in:  IMAGE_TOPIC (sensor_msgs/Image), CAMERA_INFO_TOPIC (sensor_msgs/CameraInfo)
-    out: DETECTIONS_TOPIC, POSES_TOPIC, /sixdpose/<object name>/pose, /tf, MARKERS_TOPIC, the overlay
-         images and DIAGNOSTICS_TOPIC.
+Topic names and diagnostic keys: `ros2_sixdpose.topics`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-IMAGE_TOPIC = "/camera/color/image_raw"
-CAMERA_INFO_TOPIC = "/camera/color/camera_info"
-DETECTIONS_TOPIC = "/sixdpose/detections"
-DETECTIONS_OVERLAY_TOPIC = "/sixdpose/detections/overlay"
-POSES_TOPIC = "/sixdpose/poses"
-POSES_OVERLAY_TOPIC = "/sixdpose/overlay"
-MARKERS_TOPIC = "/sixdpose/markers"
-DIAGNOSTICS_TOPIC = "/diagnostics"
-TF_FRAME_PREFIX = "sixdpose"
-
-
-def object_pose_topic(object_name: str) -> str:
-    """Topic of an object's geometry_msgs/PoseStamped, e.g. /sixdpose/duck/pose."""
-    return f"/{TF_FRAME_PREFIX}/{object_name}/pose"
 
 
 @dataclass(frozen=True)

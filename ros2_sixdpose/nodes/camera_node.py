@@ -22,13 +22,15 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from ros2_sixdpose.nodes import CAMERA_INFO_TOPIC, DIAGNOSTICS_TOPIC, IMAGE_TOPIC
-from ros2_sixdpose.nodes.conversions import camera_from_info, check_image_fits_camera, rgb_from_image, stamp_ns
+from ros2_sixdpose.core.messages import camera_from_info, stamp_ns
+from ros2_sixdpose.nodes.conversions import check_image_fits_camera, rgb_from_image
 from ros2_sixdpose.nodes.health import FrameCounters, LatencyStats, ProblemLog, diagnostic_status
 from ros2_sixdpose.nodes.params import declare_config
-from ros2_sixdpose.nodes.stages import OracleKeys, package_root, resolve
+from ros2_sixdpose.nodes.stages import OracleKeys
 from ros2_sixdpose.nodes.sync import CameraSubscriber
+from ros2_sixdpose.paths import package_root, resolve
 from ros2_sixdpose.pipeline import Frame
+from ros2_sixdpose.topics import CAMERA_INFO_TOPIC, DIAGNOSTICS_TOPIC, IMAGE_TOPIC
 
 # Camera streams: newest frame only; best effort also matches reliable publishers.
 IMAGE_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT,

@@ -1,51 +1,43 @@
-"""ROS messages <-> the pipeline's values: images, cameras, detections, poses, transforms.
+"""rclpy messages of the pipeline's values: images, detections, poses, transforms.
 
-Pure functions on message objects: no node, no graph, so each is tested with hand-built messages.
-Poses are `T_cam_obj` (4, 4) float64 metres inside; quaternions (x, y, z, w) exist only in the messages.
-Images go through cv_bridge where it is installed, else through the converters of
-`ros2_sixdpose.data.bags` (the same ones that read bags); both give RGB (H, W, 3) uint8.
+Pure functions on message objects: no node, no graph, so each is tested with hand-built messages. The
+field values come from the ROS-free codec `ros2_sixdpose.core.messages` (which decodes rclpy messages as
+it does bag messages); this module builds rclpy's message classes from them. Images go through cv_bridge
+where it is installed, else through the codec; both give RGB (H, W, 3) uint8.
 """
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Pose, PoseStamped, TransformStamped
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from ros2_sixdpose.core.camera import PinholeCamera
-from ros2_sixdpose.core.geometry import make_pose, matrix_from_quat_xyzw, quat_xyzw_from_matrix
-from ros2_sixdpose.data.bags import camera_from_msg, rgb_from_msg
+from ros2_sixdpose.core import messages
+from ros2_sixdpose.core.messages import COLOUR_ENCODINGS, InstancePose, image_fields, pose_parts, stamp_parts
 from ros2_sixdpose.detection.base import Detection
 from ros2_sixdpose.msg import Detection as DetectionMsg
 from ros2_sixdpose.msg import DetectionArray, ObjectPose, ObjectPoseArray
-from ros2_sixdpose.nodes.instances import InstancePose
 
 try:
     from cv_bridge import CvBridge, CvBridgeError
 except ImportError:  # not installable from PyPI; real ROS installs have it
     CvBridge = None
 
-NS_PER_S = 1_000_000_000
-COLOUR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
 _BRIDGE = CvBridge() if CvBridge is not None else None
 
 
 # ---------------------------------------------------------------- time and headers
 
 
-def stamp_ns(stamp: Time) -> int:
-    """Nanoseconds of a builtin_interfaces/Time."""
-    return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
-
-
 def time_msg(ns: int) -> Time:
     """builtin_interfaces/Time of a time in nanoseconds."""
-    return Time(sec=ns // NS_PER_S, nanosec=ns % NS_PER_S)
+    sec, nanosec = stamp_parts(ns)
+    return Time(sec=sec, nanosec=nanosec)
 
 
 # ---------------------------------------------------------------- images and cameras
@@ -60,7 +52,7 @@ def rgb_from_image(msg: Image) -> np.ndarray:
     if msg.encoding not in COLOUR_ENCODINGS:
         raise ValueError(f"image encoding {msg.encoding!r} is not supported (supported: {', '.join(COLOUR_ENCODINGS)})")
     if _BRIDGE is None:
-        return rgb_from_msg(msg)
+        return messages.rgb_from_image(msg)
     if msg.width == 0 or msg.height == 0:
         raise ValueError(f"empty {msg.encoding} image ({msg.width}x{msg.height})")
     try:
@@ -71,22 +63,8 @@ def rgb_from_image(msg: Image) -> np.ndarray:
 
 def image_msg(pixels: np.ndarray, header: Header, encoding: str = "rgb8") -> Image:
     """sensor_msgs/Image of RGB (H, W, 3) uint8 (`rgb8`) or a mask (H, W) uint8 (`mono8`), tightly packed."""
-    shape = {"rgb8": "H,W,3", "mono8": "H,W"}[encoding]
-    pixels = np.ascontiguousarray(pixels)
-    if pixels.dtype != np.uint8 or pixels.ndim != shape.count(",") + 1 or (pixels.ndim == 3 and pixels.shape[2] != 3):
-        raise ValueError(f"{encoding} needs ({shape}) uint8, got {pixels.shape} {pixels.dtype}")
-    height, width = pixels.shape[:2]
-    channels = pixels.shape[2] if pixels.ndim == 3 else 1
-    return Image(header=header, height=height, width=width, encoding=encoding,
-                 is_bigendian=int(sys.byteorder == "big"), step=width * channels, data=pixels.tobytes())
-
-
-def camera_from_info(msg: CameraInfo) -> PinholeCamera:
-    """The camera of a sensor_msgs/CameraInfo (K, size, plumb_bob / rational_polynomial distortion).
-
-    Raises ValueError for an unusable K (all zeros, NaN, skew), another distortion model, binning or ROI.
-    """
-    return camera_from_msg(msg)
+    fields = image_fields(pixels, encoding)
+    return Image(header=header, **{**fields, "data": fields["data"].tobytes()})
 
 
 def check_image_fits_camera(rgb: np.ndarray, camera: PinholeCamera) -> None:
@@ -150,22 +128,9 @@ def detections_from_msg(msg: DetectionArray, width: int, height: int) -> list[De
 def pose_msg(T_cam_obj: np.ndarray) -> Pose:
     """geometry_msgs/Pose of a (4, 4) transform, metres; quaternion in ROS order (x, y, z, w)."""
     pose = Pose()
-    pose.position.x, pose.position.y, pose.position.z = (float(v) for v in T_cam_obj[:3, 3])
-    q = quat_xyzw_from_matrix(T_cam_obj[:3, :3])
-    pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = (float(v) for v in q)
+    (pose.position.x, pose.position.y, pose.position.z), q = pose_parts(T_cam_obj)
+    pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = q
     return pose
-
-
-def matrix_from_pose(pose: Pose) -> np.ndarray:
-    """(4, 4) float64 transform of a geometry_msgs/Pose (its quaternion normalised)."""
-    q = pose.orientation
-    return make_pose(matrix_from_quat_xyzw([q.x, q.y, q.z, q.w]), [pose.position.x, pose.position.y, pose.position.z])
-
-
-def matrix_from_transform(msg: TransformStamped) -> np.ndarray:
-    """(4, 4) float64 parent <- child transform of a geometry_msgs/TransformStamped."""
-    t, q = msg.transform.translation, msg.transform.rotation
-    return make_pose(matrix_from_quat_xyzw([q.x, q.y, q.z, q.w]), [t.x, t.y, t.z])
 
 
 def pose_stamped_msg(T_cam_obj: np.ndarray, header: Header) -> PoseStamped:
@@ -190,9 +155,3 @@ def object_pose_array_msg(poses: Sequence[InstancePose], header: Header) -> Obje
                    method=p.method, pose=pose_msg(p.T_cam_obj))
         for p in poses
     ])
-
-
-def instance_poses_from_msg(msg: ObjectPoseArray) -> list[InstancePose]:
-    """The instances of an ObjectPoseArray, poses as (4, 4) transforms."""
-    return [InstancePose(int(p.object_id), p.object_name, int(p.instance), float(p.score), p.method,
-                         matrix_from_pose(p.pose)) for p in msg.poses]

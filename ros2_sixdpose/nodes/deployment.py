@@ -18,15 +18,17 @@ not against this file.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ros2_sixdpose.nodes import CAMERA_INFO_TOPIC, IMAGE_TOPIC, NODES, NodeSpec
+from ros2_sixdpose.nodes import NODES, NodeSpec
+from ros2_sixdpose.paths import PACKAGE
+from ros2_sixdpose.topics import CAMERA_INFO_TOPIC, IMAGE_TOPIC
 
-PACKAGE = "ros2_sixdpose"
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,12 @@ class Deployment:
         for source, target in self.remappings():
             args += ["-r", f"{source}:={target}"]
         return args
+
+
+def with_parameters(deployment: Deployment, parameters: dict[str, object]) -> Deployment:
+    """`deployment` with `parameters` set on every node (a node ignores the ones it does not declare)."""
+    nodes = tuple(dataclasses.replace(node, parameters={**node.parameters, **parameters}) for node in deployment.nodes)
+    return dataclasses.replace(deployment, nodes=nodes)
 
 
 def launch_node_arguments(deployment: Deployment) -> list[dict[str, Any]]:

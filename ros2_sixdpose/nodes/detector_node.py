@@ -11,15 +11,18 @@ from typing import Any
 
 from sensor_msgs.msg import CameraInfo, Image
 
-from ros2_sixdpose.core.objects import MODELS_INFO_FILE, MODELS_NAMES_FILE, read_model_names, read_models_info
-from ros2_sixdpose.detection.base import DetectorConfig, make_detector
+from ros2_sixdpose.core.objects import model_names
+from ros2_sixdpose.detection.base import DetectorConfig
+from ros2_sixdpose.detection.factory import make_detector
 from ros2_sixdpose.msg import DetectionArray
-from ros2_sixdpose.nodes import DETECTIONS_OVERLAY_TOPIC, DETECTIONS_TOPIC, NODES
+from ros2_sixdpose.nodes import NODES
 from ros2_sixdpose.nodes.camera_node import RESULT_QOS, CameraNode, CameraNodeSettings, spin
 from ros2_sixdpose.nodes.conversions import detection_array_msg, image_msg
 from ros2_sixdpose.nodes.overlay import draw_detections
 from ros2_sixdpose.nodes.params import declare_config
-from ros2_sixdpose.nodes.stages import OracleKeys, resolve
+from ros2_sixdpose.nodes.stages import OracleKeys
+from ros2_sixdpose.paths import resolve
+from ros2_sixdpose.topics import DETECTIONS_OVERLAY_TOPIC, DETECTIONS_TOPIC
 
 
 @dataclass
@@ -42,7 +45,7 @@ class DetectorNode(CameraNode):
         self.detector = make_detector(config, self.root)
         self.keys = OracleKeys(config, self.settings.oracle_scene, self.root) if config.type == "oracle" else None
         models_dir = resolve(self.root, config.models_dir)
-        self.names = read_model_names(models_dir / MODELS_NAMES_FILE, read_models_info(models_dir / MODELS_INFO_FILE))
+        self.names = model_names(models_dir)
         self._detections = self.create_publisher(DetectionArray, DETECTIONS_TOPIC, RESULT_QOS)
         self._overlay = self.create_publisher(Image, DETECTIONS_OVERLAY_TOPIC, RESULT_QOS)
         self.subscribe_camera(self.on_camera, self.inference_group)

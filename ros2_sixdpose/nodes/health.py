@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
+from ros2_sixdpose.topics import FRAME_COUNT_KEYS
+
 # Distinct problems remembered (and so logged once each); beyond, new ones are counted but not logged, so a
 # message that varies per frame cannot flood the log.
 MAX_DISTINCT_PROBLEMS = 64
@@ -86,8 +88,7 @@ def diagnostic_status(
         level, message = DiagnosticStatus.STALE, "no frame answered yet"
     else:
         level, message = DiagnosticStatus.OK, "ok"
-    values = [KeyValue(key=f"frames {what}", value=str(getattr(counters, what)))
-              for what in ("received", "answered", "rejected")]
+    values = [KeyValue(key=key, value=str(getattr(counters, what))) for what, key in FRAME_COUNT_KEYS.items()]
     for stage, (median, p90) in sorted(latency.summary().items()):
         values.append(KeyValue(key=f"{stage} ms median", value=f"{1e3 * median:.1f}"))
         values.append(KeyValue(key=f"{stage} ms p90", value=f"{1e3 * p90:.1f}"))

@@ -2,32 +2,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
-import numpy as np
-
+from ros2_sixdpose.core.messages import InstancePose
 from ros2_sixdpose.estimation.base import PoseEstimate
-
-
-@dataclass(frozen=True)
-class InstancePose:
-    """One published object instance: the content of an ObjectPose message, in numpy.
-
-    T_cam_obj: (4, 4) float64 object -> camera optical frame, metres.
-    instance: index among this frame's instances of the same object, by falling score (0 = best).
-    """
-
-    object_id: int
-    name: str
-    instance: int
-    score: float
-    method: str
-    T_cam_obj: np.ndarray
-
-    @property
-    def frame_name(self) -> str:
-        """Stem of the TF child frame: `duck` for the best instance, `duck_1`, `duck_2` for the others."""
-        return self.name if self.instance == 0 else f"{self.name}_{self.instance}"
 
 
 def number_instances(

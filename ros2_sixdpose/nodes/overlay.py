@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 
 from ros2_sixdpose.core.camera import PinholeCamera
+from ros2_sixdpose.core.messages import InstancePose
 from ros2_sixdpose.core.objects import ObjectModel
 from ros2_sixdpose.detection.base import Detection
-from ros2_sixdpose.nodes.instances import InstancePose
 
 AXIS_COLOURS = ((255, 0, 0), (0, 200, 0), (0, 90, 255))  # x red, y green, z blue (RGB)
 MASK_OPACITY = 0.45

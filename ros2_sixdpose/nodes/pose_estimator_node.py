@@ -21,33 +21,39 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 
 from ros2_sixdpose.config import load_config
+from ros2_sixdpose.core.messages import stamp_ns
 from ros2_sixdpose.core.objects import ObjectRegistry
-from ros2_sixdpose.detection.base import Detection, DetectorConfig, make_detector
+from ros2_sixdpose.detection.base import Detection, DetectorConfig
+from ros2_sixdpose.detection.factory import make_detector
 from ros2_sixdpose.estimation.base import PoseEstimate
 from ros2_sixdpose.estimation.factory import EstimatorConfig, make_estimator
 from ros2_sixdpose.msg import DetectionArray
-from ros2_sixdpose.nodes import DETECTIONS_TOPIC, NODES
+from ros2_sixdpose.nodes import NODES
 from ros2_sixdpose.nodes.camera_node import RESULT_QOS, CameraFrame, CameraNode, CameraNodeSettings, spin
-from ros2_sixdpose.nodes.conversions import detections_from_msg, stamp_ns
+from ros2_sixdpose.nodes.conversions import detections_from_msg
 from ros2_sixdpose.nodes.instances import number_instances
 from ros2_sixdpose.nodes.params import declare_config
 from ros2_sixdpose.nodes.results import ResultPublisher
-from ros2_sixdpose.nodes.stages import OracleKeys, resolve
+from ros2_sixdpose.nodes.stages import OracleKeys
 from ros2_sixdpose.nodes.sync import StampBuffer
+from ros2_sixdpose.paths import MODELS_DIR, resolve
 from ros2_sixdpose.pipeline import Pipeline
+from ros2_sixdpose.refinement.factory import RefinerConfig, make_refiner
+from ros2_sixdpose.topics import DETECTIONS_TOPIC
 
 DETECTION_SOURCES = ("internal", "topic")
 
 
 @dataclass
 class PoseEstimatorNodeSettings(CameraNodeSettings):
-    """pose_estimator_node's own parameters; the stages' are `detector.*` and `estimator.*`."""
+    """pose_estimator_node's own parameters; the stages' are `detector.*`, `estimator.*` and `refiner.*`."""
 
     detections: str = "internal"  # internal: run the detector here; topic: take DetectionArray from a detector_node
     detector_config: str = "config/detector.yaml"  # internal only: YAML of the detection stage
     oracle_scene: int = 0  # internal oracle detector only: the scene of its split whose bag is being played
     estimator_config: str = "config/estimator.yaml"  # YAML of the pose-estimation stage
-    models_dir: str = "assets/models"  # the objects published: names, TF frames, markers, overlay
+    refiner_config: str = "config/refiner.yaml"  # YAML of the refinement stage (`type: none` refines nothing)
+    models_dir: str = MODELS_DIR  # the objects published: names, TF frames, markers, overlay
     objects: list[int] = field(default_factory=list)  # publish only these object ids; empty: every object
     min_score: float = 0.0  # poses scoring less are not published
     frame_buffer: int = 10  # topic only: images kept while waiting for their detections
@@ -79,12 +85,14 @@ class PoseEstimatorNode(CameraNode):
         estimator_config = declare_config(self, EstimatorConfig, resolve(self.root, settings.estimator_config),
                                           "estimator.")
         estimator = make_estimator(estimator_config, self.root)
+        refiner_config = declare_config(self, RefinerConfig, resolve(self.root, settings.refiner_config), "refiner.")
+        self.refiner = make_refiner(refiner_config, self.root)
         self.results = ResultPublisher(self, registry, models_dir)
         self.keys: OracleKeys | None = None
         if settings.detections == "internal":
             detector_config = declare_config(self, DetectorConfig, resolve(self.root, settings.detector_config),
                                              "detector.")
-            self.pipeline = Pipeline(make_detector(detector_config, self.root), estimator)
+            self.pipeline = Pipeline(make_detector(detector_config, self.root), estimator, self.refiner)
             if detector_config.type == "oracle":
                 self.keys = OracleKeys(detector_config, settings.oracle_scene, self.root)
             self.subscribe_camera(self.on_camera, self.inference_group)
@@ -96,7 +104,8 @@ class PoseEstimatorNode(CameraNode):
                                      callback_group=self.inference_group)
         self.add_on_set_parameters_callback(self._check_settings)
         self.add_post_set_parameters_callback(self._apply_settings)
-        self.get_logger().info(f"ready: {estimator.method} with {settings.detections} detections, publishing "
+        refined = f" + {self.refiner.method}" if self.refiner is not None else ""
+        self.get_logger().info(f"ready: {estimator.method}{refined} with {settings.detections} detections, publishing "
                                f"{', '.join(self.names.values())}")
 
     # ------------------------------------------------------------ internal detections
@@ -114,6 +123,8 @@ class PoseEstimatorNode(CameraNode):
             return
         self.latency.add("detect", result.seconds["detect"])
         self.latency.add("estimate", result.seconds["estimate"])
+        if self.refiner is not None:
+            self.latency.add("refine", result.seconds["refine"])
         self._publish(checked, result.detections, result.estimates, started)
 
     # ------------------------------------------------------------ detections from a topic
@@ -137,10 +148,14 @@ class PoseEstimatorNode(CameraNode):
             detections = detections_from_msg(msg, checked.frame.camera.width, checked.frame.camera.height)
             start = time.perf_counter()
             estimates = self.estimator.estimate(checked.frame.rgb, checked.frame.camera, detections)
+            estimated = time.perf_counter()
+            if self.refiner is not None:
+                estimates = self.refiner.refine(checked.frame.rgb, checked.frame.camera, detections, estimates)
+                self.latency.add("refine", time.perf_counter() - estimated)
         except Exception as exc:  # one bad frame must not stop the node; the reason is logged once
             self.reject("estimator", f"{type(exc).__name__}: {exc}")
             return
-        self.latency.add("estimate", time.perf_counter() - start)
+        self.latency.add("estimate", estimated - start)
         self._publish(checked, detections, estimates, started)
 
     # ------------------------------------------------------------ both

@@ -6,7 +6,7 @@ image went out. `TopicRecorder` subscribes (raw) to every output topic it discov
 message, stamped with its receive time, into a new rosbag2 (standard layout, message definitions and
 type hashes stored, as `ros2 bag record` writes it). `replay` wires both to a running deployment: wait
 until the nodes are up and connected, play, drain, and collect the last diagnostics. ROS-free scoring of
-the result is in `ros2_sixdpose.replay_metrics`.
+the result is in `ros2_sixdpose.evaluation.replay`.
 """
 from __future__ import annotations
 
@@ -30,10 +30,11 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from sensor_msgs.msg import CameraInfo, Image
 
+from ros2_sixdpose.core.messages import stamp_ns
 from ros2_sixdpose.data.bags import BagTopics
 from ros2_sixdpose.data.msg_types import typestore
-from ros2_sixdpose.nodes import DIAGNOSTICS_TOPIC, POSES_TOPIC
-from ros2_sixdpose.replay_metrics import PublishedFrame
+from ros2_sixdpose.evaluation.replay import PublishedFrame
+from ros2_sixdpose.topics import DIAGNOSTICS_TOPIC, POSES_TOPIC
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +95,7 @@ def camera_messages(bag: str | Path, topics: BagTopics = BagTopics()) -> Iterato
         group: list[CameraMessage] = []
         for connection, log_ns, raw in reader.messages(connections=connections):
             header = store.deserialize_cdr(raw, connection.msgtype).header
-            message = CameraMessage(kinds[connection.topic], log_ns,
-                                    int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec), bytes(raw))
+            message = CameraMessage(kinds[connection.topic], log_ns, stamp_ns(header.stamp), bytes(raw))
             if group and log_ns != group[0].log_ns:
                 yield from sorted(group, key=lambda m: m.kind == "image")
                 group = []
@@ -293,7 +293,7 @@ class TopicRecorder(Node):
         if topic == POSES_TOPIC:
             stamp = self._store.deserialize_cdr(raw, msgtype).header.stamp
             with self._condition:
-                self._answers.setdefault(int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec), received)
+                self._answers.setdefault(stamp_ns(stamp), received)
                 self._condition.notify_all()
         elif topic == DIAGNOSTICS_TOPIC:
             msg = self._store.deserialize_cdr(raw, msgtype)

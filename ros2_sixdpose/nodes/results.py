@@ -17,15 +17,15 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
+from ros2_sixdpose.core.messages import InstancePose
 from ros2_sixdpose.core.objects import ObjectRegistry, model_file_name
 from ros2_sixdpose.msg import ObjectPoseArray
-from ros2_sixdpose.nodes import MARKERS_TOPIC, POSES_OVERLAY_TOPIC, POSES_TOPIC, TF_FRAME_PREFIX, object_pose_topic
 from ros2_sixdpose.nodes.camera_node import RESULT_QOS
 from ros2_sixdpose.nodes.conversions import image_msg, object_pose_array_msg, pose_msg, pose_stamped_msg, transform_msg
-from ros2_sixdpose.nodes.instances import InstancePose
 from ros2_sixdpose.nodes.overlay import draw_poses, object_colour
 from ros2_sixdpose.nodes.tf import make_broadcaster
 from ros2_sixdpose.pipeline import Frame
+from ros2_sixdpose.topics import MARKERS_TOPIC, POSES_OVERLAY_TOPIC, POSES_TOPIC, TF_FRAME_PREFIX, object_pose_topic
 
 MM_TO_M = 0.001
 ROS_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # a token of a ROS topic name, also safe in TF frame ids

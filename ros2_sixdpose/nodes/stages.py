@@ -1,4 +1,4 @@
-"""What the nodes need from the stages, with no ROS: where relative paths point, and image keys for the oracle.
+"""What the nodes need from the stages, with no ROS: image keys for the oracle (paths: `ros2_sixdpose.paths`).
 
 The oracle detector answers "which image of a BOP split is this?" with ground truth; on a camera topic an
 image carries only its header stamp. `OracleKeys` maps the stamps a bag of that split was written with
@@ -7,39 +7,12 @@ processed with oracle detections. It needs the bag's original stamps.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ros2_sixdpose.data.bags import scene_stamps
 from ros2_sixdpose.data.bop import BopSplit
 from ros2_sixdpose.detection.base import DetectorConfig, ImageKey
-
-PACKAGE = "ros2_sixdpose"
-CHECKOUT = Path(__file__).resolve().parents[2]
-
-
-def package_root() -> Path:
-    """Folder that relative config, weight and model paths resolve against by default.
-
-    The source checkout when running from one (it holds config/, weights/, assets/), else the package's
-    installed share folder (ament_index), else the current directory.
-    """
-    if (CHECKOUT / "config").is_dir() and (CHECKOUT / "setup.py").is_file():
-        return CHECKOUT
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-    except ImportError:
-        return Path.cwd()
-    try:
-        return Path(get_package_share_directory(PACKAGE))
-    except PackageNotFoundError:
-        return Path.cwd()
-
-
-def resolve(root: str | Path, path: str | Path) -> Path:
-    """`path` if absolute, else `root / path`; `~` and environment variables expanded."""
-    path = Path(os.path.expandvars(os.path.expanduser(str(path))))
-    return path if path.is_absolute() else Path(root) / path
+from ros2_sixdpose.paths import resolve
 
 
 class OracleKeys:

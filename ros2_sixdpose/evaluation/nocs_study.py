@@ -5,7 +5,7 @@ detections of every image. Per ground-truth instance with visib_fract >= `min_vi
 - NOCS error: mean absolute difference between predicted and true NOCS over the true visible mask of the
   crop, in NOCS units (fractions of the bounding box per axis), the smallest over the object's symmetries;
 - mask IoU of the predicted mask (probability > the estimator's threshold) with the true visible mask;
-- the pose metrics of `ros2_sixdpose.evaluation` (ADD(-S) recall at 0.1 d, AR_MSSD, AR_MSPD) on the
+- the pose metrics of `ros2_sixdpose.evaluation.scoring` (ADD(-S) recall at 0.1 d, AR_MSSD, AR_MSPD) on the
   estimator's poses, a missing pose counting as a miss;
 - time per crop: cropping + network + PnP of an image divided by its detections (crops of an image run
   as one batch).
@@ -30,12 +30,13 @@ from ros2_sixdpose.data.bop import BopSplit, PoseResult, read_mask
 from ros2_sixdpose.data.nocs_maps import read_nocs
 from ros2_sixdpose.data.views import nocs_path
 from ros2_sixdpose.detection.oracle import OracleDetector
-from ros2_sixdpose.estimation.nocs_estimator import NocsEstimator, NocsEstimatorConfig
-from ros2_sixdpose.estimation.nocs_net import NocsPrediction, load_nocs_net
+from ros2_sixdpose.estimation.nocs_estimator import CropResult, NocsEstimator, NocsEstimatorConfig
+from ros2_sixdpose.estimation.nocs_net import NocsNet, NocsPrediction
+from ros2_sixdpose.estimation.nocs_weights import load_nocs_net
 from ros2_sixdpose.estimation.symmetry import symmetric_nocs_error
 from ros2_sixdpose.estimation.visualize import save_examples
-from ros2_sixdpose.evaluation import EvalConfig, evaluate_split
-from ros2_sixdpose.pipeline import split_frames
+from ros2_sixdpose.evaluation.scoring import EvalConfig, EvalReport, evaluate_split
+from ros2_sixdpose.evaluation.split_run import split_frames
 
 
 # What the report says about the set-up (the numbers come from the run).
@@ -96,6 +97,16 @@ class _Example:
     predictions: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # name -> (nocs, mask)
 
 
+@dataclass
+class _VariantRun:
+    """What one variant's pass over the split collected."""
+
+    results: list[PoseResult] = field(default_factory=list)  # the poses found, for the evaluator
+    instances: list[dict[str, float]] = field(default_factory=list)  # obj_id, nocs_error, mask_iou, no_pose
+    seconds: float = 0.0  # cropping + network + PnP over all images
+    crops: int = 0
+
+
 def evaluate_variant(
     variant: Variant, split: BopSplit, models: dict[int, ObjectModel], config: NocsEstimatorConfig,
     min_visib: float, examples: dict[tuple[int, int, int], _Example], progress: bool = True,
@@ -104,57 +115,79 @@ def evaluate_variant(
     scene, image, gt index) and, when `examples` is empty, picks them."""
     net, crop_spec = load_nocs_net(variant.weights)
     estimator = NocsEstimator(net, crop_spec, models, config)
+    run = _run_variant(variant.name, estimator, split, models, min_visib, examples, progress)
+    if not run.instances:
+        raise ValueError(f"{split.path}: no instance with visib_fract >= {min_visib}")
+    report = evaluate_split(split, run.results, models, EvalConfig(metrics=("add", "mssd", "mspd"), min_visib=min_visib))
+    return _variant_scores(variant, net, run, report, models)
+
+
+def _run_variant(
+    name: str, estimator: NocsEstimator, split: BopSplit, models: dict[int, ObjectModel], min_visib: float,
+    examples: dict[tuple[int, int, int], _Example], progress: bool,
+) -> _VariantRun:
+    """The estimator over every image of `split` on the oracle's detections: poses, per-instance maps, time."""
     oracle = OracleDetector(split.root, split.split)
     pick_examples = not examples
-    results: list[PoseResult] = []
-    per_instance: list[dict[str, float]] = []
-    seconds, crops = 0.0, 0
+    run = _VariantRun()
     n_images = sum(len(split.image_ids(s)) for s in split.scene_ids())
     scenes = {scene_id: split.read_scene(scene_id) for scene_id in split.scene_ids()}
-    for frame in tqdm(split_frames(split), total=n_images, desc=variant.name, unit="img", disable=not progress):
+    for frame in tqdm(split_frames(split), total=n_images, desc=name, unit="img", disable=not progress):
         key = frame.key
         scene = scenes[key.scene_id]
         detections = oracle.detect(frame.rgb, key)
         outputs = estimator.run(frame.rgb, frame.camera, detections)
         timing = estimator.last_timing
-        seconds += timing.crop + timing.network + timing.pnp
-        crops += len(detections)
         image_time = timing.crop + timing.network + timing.pnp
+        run.seconds += image_time
+        run.crops += len(detections)
         for out in outputs:
             if out.estimate.found:
-                results.append(PoseResult(key.scene_id, key.im_id, out.estimate.object_id, out.estimate.score,
-                                          out.estimate.T_cam_obj, image_time))
+                run.results.append(PoseResult(key.scene_id, key.im_id, out.estimate.object_id, out.estimate.score,
+                                              out.estimate.T_cam_obj, image_time))
         true_nocs, valid = read_nocs(nocs_path(split, key.scene_id, key.im_id))
         gt_indices = _detection_gt_indices(split, key.scene_id, key.im_id, len(scene.gt[key.im_id]), detections)
         for out, detection, gt_index in zip(outputs, detections, gt_indices):
             if scene.gt_info[key.im_id][gt_index].visib_fract < min_visib or out.crop is None:
                 continue
-            model = models[out.estimate.object_id]
             mask_true = out.crop.warp(detection.mask & valid, cv2.INTER_NEAREST)
             nocs_true = out.crop.warp(true_nocs, cv2.INTER_NEAREST)
-            mask_pred = out.mask > config.mask_threshold
-            union = np.count_nonzero(mask_pred | mask_true)
-            per_instance.append({
-                "obj_id": model.obj_id,
-                "nocs_error": symmetric_nocs_error(out.nocs[mask_true], nocs_true[mask_true], model),
-                "mask_iou": np.count_nonzero(mask_pred & mask_true) / union if union else 0.0,
-                "no_pose": float(not out.estimate.found),
-            })
+            run.instances.append(
+                _instance_scores(out, mask_true, nocs_true, models[out.estimate.object_id], estimator.config)
+            )
             example_key = (key.scene_id, key.im_id, gt_index)
-            if pick_examples and len(examples) < 8 and len(per_instance) % 7 == 1:
+            if pick_examples and len(examples) < 8 and len(run.instances) % 7 == 1:
                 examples[example_key] = _Example(
                     rgb=torch.from_numpy(out.crop.warp(frame.rgb, cv2.INTER_LINEAR)).permute(2, 0, 1).float() / 255,
                     nocs=torch.from_numpy(nocs_true * mask_true[..., None]).permute(2, 0, 1),
                     mask=torch.from_numpy(mask_true[None].astype(np.float32)),
                 )
             if example_key in examples:
-                examples[example_key].predictions[variant.name] = (out.nocs, out.mask)
-    if not per_instance:
-        raise ValueError(f"{split.path}: no instance with visib_fract >= {min_visib}")
-    report = evaluate_split(split, results, models, EvalConfig(metrics=("add", "mssd", "mspd"), min_visib=min_visib))
+                examples[example_key].predictions[name] = (out.nocs, out.mask)
+    return run
+
+
+def _instance_scores(
+    out: CropResult, mask_true: np.ndarray, nocs_true: np.ndarray, model: ObjectModel, config: NocsEstimatorConfig
+) -> dict[str, float]:
+    """NOCS error, mask IoU and whether a pose is missing, for one crop against its true (S, S) mask and map."""
+    mask_pred = out.mask > config.mask_threshold
+    union = np.count_nonzero(mask_pred | mask_true)
+    return {
+        "obj_id": model.obj_id,
+        "nocs_error": symmetric_nocs_error(out.nocs[mask_true], nocs_true[mask_true], model),
+        "mask_iou": np.count_nonzero(mask_pred & mask_true) / union if union else 0.0,
+        "no_pose": float(not out.estimate.found),
+    }
+
+
+def _variant_scores(
+    variant: Variant, net: NocsNet, run: _VariantRun, report: EvalReport, models: dict[int, ObjectModel]
+) -> VariantScores:
+    """The variant's table row: the evaluator's recalls with the run's map errors, time and training record."""
     per_object = {}
     for obj_id, scores in sorted(report.per_object.items()):
-        rows = [r for r in per_instance if r["obj_id"] == obj_id]
+        rows = [r for r in run.instances if r["obj_id"] == obj_id]
         per_object[models[obj_id].name] = {
             "n_instances": scores.n_instances,
             "nocs_error": float(np.nanmean([r["nocs_error"] for r in rows])),
@@ -170,13 +203,13 @@ def evaluate_variant(
         model=net.kind,
         parameters=sum(p.numel() for p in net.parameters()),
         n_instances=report.overall.n_instances,
-        nocs_error=float(np.nanmean([r["nocs_error"] for r in per_instance])),
-        mask_iou=float(np.mean([r["mask_iou"] for r in per_instance])),
+        nocs_error=float(np.nanmean([r["nocs_error"] for r in run.instances])),
+        mask_iou=float(np.mean([r["mask_iou"] for r in run.instances])),
         add_s_recall=report.overall.add_s_recall,
         ar_mssd=report.overall.ar_mssd,
         ar_mspd=report.overall.ar_mspd,
-        ms_per_crop=1000.0 * seconds / max(crops, 1),
-        no_pose=int(sum(r["no_pose"] for r in per_instance)),
+        ms_per_crop=1000.0 * run.seconds / max(run.crops, 1),
+        no_pose=int(sum(r["no_pose"] for r in run.instances)),
         per_object=per_object,
         train_info=json.loads(info_path.read_text()) if info_path.is_file() else {},
     )

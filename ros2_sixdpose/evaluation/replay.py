@@ -10,7 +10,7 @@ player's log of when each image was published (`published.json`), and the output
 - end-to-end latency: output receive time - input publish time, per answered frame (both wall-clock
   times of the replay process, which publishes and records);
 - pose accuracy: the answered poses against the bag's ground truth, matched by header stamp, scored by
-  `ros2_sixdpose.evaluation.Evaluator` (the frames sent are the test images; a frame without an answer
+  `ros2_sixdpose.evaluation.scoring.Evaluator` (the frames sent are the test images; a frame without an answer
   scores as misses). VSD is computed when the bag has depth.
 """
 from __future__ import annotations
@@ -26,20 +26,18 @@ from typing import Any
 import numpy as np
 from rosbags.rosbag2 import Reader
 
-from ros2_sixdpose.core.geometry import make_pose, matrix_from_quat_xyzw
+from ros2_sixdpose.core.messages import instance_poses_from_msg, stamp_ns
 from ros2_sixdpose.core.objects import ObjectModel
 from ros2_sixdpose.core.render import Renderer
 from ros2_sixdpose.data.bags import BagFrame, BagTopics, read_bag
 from ros2_sixdpose.data.bop import GtInstance, PoseResult
 from ros2_sixdpose.data.msg_types import typestore
-from ros2_sixdpose.evaluation import EvalConfig, EvalImage, EvalReport, Evaluator
+from ros2_sixdpose.evaluation.scoring import EvalConfig, EvalImage, EvalReport, Evaluator
+from ros2_sixdpose.topics import DIAGNOSTICS_TOPIC, FRAME_COUNT_KEYS, POSES_TOPIC
 
-POSES_TOPIC = "/sixdpose/poses"
-DIAGNOSTICS_TOPIC = "/diagnostics"
 PUBLISHED_FILE = "published.json"
 # Depth tolerance of a visible surface point (BOP's calc_gt_info uses 15 mm).
 VISIB_DELTA_M = 0.015
-_COUNT_KEYS = {"received": "frames received", "answered": "frames answered", "rejected": "frames rejected"}
 
 
 @dataclass(frozen=True)
@@ -155,19 +153,10 @@ def read_published(path: str | Path) -> list[PublishedFrame]:
 # ---------------------------------------------------------------- the output bag
 
 
-def _stamp_ns(header: Any) -> int:
-    """Nanoseconds of a deserialised header's stamp."""
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-
-
 def answer_from_msg(msg: Any, received_ns: int) -> Answer:
     """An `Answer` of a deserialised ros2_sixdpose/ObjectPoseArray received at `received_ns`."""
-    poses = []
-    for pose in msg.poses:
-        p, q = pose.pose.position, pose.pose.orientation
-        T = make_pose(matrix_from_quat_xyzw([q.x, q.y, q.z, q.w]), [p.x, p.y, p.z])
-        poses.append(EstimatedPose(int(pose.object_id), float(pose.score), T))
-    return Answer(_stamp_ns(msg.header), received_ns, tuple(poses))
+    poses = tuple(EstimatedPose(p.object_id, p.score, p.T_cam_obj) for p in instance_poses_from_msg(msg))
+    return Answer(stamp_ns(msg.header.stamp), received_ns, poses)
 
 
 def counts_from_diagnostics(msg: Any) -> dict[str, NodeCounts]:
@@ -175,9 +164,9 @@ def counts_from_diagnostics(msg: Any) -> dict[str, NodeCounts]:
     counts = {}
     for status in msg.status:
         values = {kv.key: kv.value for kv in status.values}
-        if all(key in values for key in _COUNT_KEYS.values()) and ":" in status.name:
+        if all(key in values for key in FRAME_COUNT_KEYS.values()) and ":" in status.name:
             node = status.name.split(":", 1)[0]
-            counts[node] = NodeCounts(**{field_: int(values[key]) for field_, key in _COUNT_KEYS.items()})
+            counts[node] = NodeCounts(**{field_: int(values[key]) for field_, key in FRAME_COUNT_KEYS.items()})
     return counts
 
 

@@ -13,7 +13,7 @@ import dataclasses
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,10 @@ from ros2_sixdpose.core.metrics import VSD_DELTA
 from ros2_sixdpose.core.objects import ObjectModel
 from ros2_sixdpose.core.render import Renderer
 from ros2_sixdpose.data.bop import BopSplit, GtInstance, PoseResult, image_size, read_depth
+from ros2_sixdpose.evaluation import METRICS
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("add", "mssd", "mspd", "vsd")
 # Correctness thresholds of the normalised errors (see `Evaluator._pose_error`).
 _THRESHOLDS = {
     "add": np.array([metrics.ADD_THRESHOLD]),
@@ -343,13 +343,17 @@ def evaluate_split(
     config: EvalConfig | None = None,
     renderer: Renderer | None = None,
     progress: bool = False,
+    only: Collection[tuple[int, int]] | None = None,
 ) -> EvalReport:
-    """Score `results` against every annotated image of a BOP split; without depth images, VSD is left out (noted)."""
+    """Score `results` against every annotated image of a BOP split (or the (scene_id, im_id) in `only`).
+
+    Without depth images, VSD is left out (noted).
+    """
     config = EvalConfig() if config is None else config
     scenes = {scene_id: split.read_scene(scene_id) for scene_id in split.scene_ids()}
     if not scenes:
         raise ValueError(f"{split.path}: no scene folders")
-    image_keys = [(s, i) for s, scene in scenes.items() for i in sorted(scene.gt)]
+    image_keys = [(s, i) for s, scene in scenes.items() for i in sorted(scene.gt) if only is None or (s, i) in only]
     notes = [f"metric '{name}' not requested" for name in METRICS if name not in config.metrics]
     if "vsd" in config.metrics:
         missing = [split.depth_path(s, i) for s, i in image_keys if not split.depth_path(s, i).is_file()]

@@ -1,0 +1,145 @@
+"""The demo's sequence and pictures (`sixdpose demo`): the object gallery, the synthesised test sequence and its
+bag, the nodes' overlay frames read back from the recorded bag, the contact sheet and the video."""
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+from rosbags.rosbag2 import Reader
+
+from ros2_sixdpose.config import load_config
+from ros2_sixdpose.core.geometry import invert_pose, look_at
+from ros2_sixdpose.core.messages import InstancePose, rgb_from_image, stamp_ns
+from ros2_sixdpose.core.objects import ObjectModel
+from ros2_sixdpose.core.render import Lighting, Renderer
+from ros2_sixdpose.data import bop
+from ros2_sixdpose.data.bags import BagFrame, write_bag
+from ros2_sixdpose.data.msg_types import typestore
+from ros2_sixdpose.data.synth import SynthConfig, generate_split
+from ros2_sixdpose.nodes.overlay import draw_poses
+from ros2_sixdpose.paths import config_file
+from ros2_sixdpose.topics import POSES_OVERLAY_TOPIC
+
+logger = logging.getLogger(__name__)
+
+TILE = 240  # px, one object view on the gallery
+VIEWS = ((35.0, 20.0), (35.0, 140.0), (70.0, 260.0))  # (elevation, azimuth) deg of the gallery's cameras
+SHEET_FRAMES = 8
+SHEET_COLUMNS = 2
+SHEET_SCALE = 0.5  # each image on the sheet at half size
+VIDEO_CODECS = (("mp4v", ".mp4"), ("MJPG", ".avi"))  # tried in order; OpenCV's FFmpeg here writes both
+# A busy table seen whole: four or five objects of the set, the camera 0.5-0.8 m away.
+DEMO_SCENE = {"camera.width": 640, "camera.height": 480, "camera.distance": [0.5, 0.8],
+              "scene.objects_per_scene": [4, 5]}
+
+
+def object_gallery(models: dict[int, ObjectModel], renderer: Renderer) -> np.ndarray:
+    """Each model seen from `VIEWS`, one row per object, labelled with name, id and diameter: (rows*TILE, 3*TILE, 3)."""
+    K = np.array([[TILE * 1.6, 0.0, (TILE - 1) / 2], [0.0, TILE * 1.6, (TILE - 1) / 2], [0.0, 0.0, 1.0]])
+    rows = []
+    for obj_id, model in sorted(models.items()):
+        # Distance at which the bounding sphere fills about 80 % of the tile.
+        distance = model.diameter / 0.8 * K[0, 0] / TILE
+        tiles = []
+        for elevation, azimuth in np.radians(VIEWS):
+            eye = distance * np.array([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth),
+                                       np.sin(elevation)])
+            T_cam_obj = invert_pose(look_at(eye, np.zeros(3)))
+            rgb = renderer.render(K, TILE, TILE, [(obj_id, T_cam_obj)], Lighting(direction=(0.3, 0.5, 1.0)),
+                                  outputs=("rgb",)).rgb
+            tiles.append(np.where(rgb.any(axis=2, keepdims=True), rgb, 255).astype(np.uint8))
+        row = np.hstack(tiles)
+        label = f"{obj_id}: {model.name}  {model.diameter * 1000:.0f} mm"
+        cv2.putText(row, label, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (20, 20, 20), 2, cv2.LINE_AA)
+        rows.append(row)
+    return np.vstack(rows)
+
+
+def overlay_images(bag: Path) -> Iterator[tuple[int, np.ndarray]]:
+    """(header stamp ns, RGB (H, W, 3) uint8) of each /sixdpose/overlay image of a recorded bag, in receive order."""
+    store = typestore()
+    with Reader(bag) as reader:
+        connections = [c for c in reader.connections if c.topic == POSES_OVERLAY_TOPIC]
+        for connection, _, raw in reader.messages(connections=connections):
+            msg = store.deserialize_cdr(raw, connection.msgtype)
+            yield stamp_ns(msg.header.stamp), rgb_from_image(msg)
+
+
+def ground_truth_image(frame: BagFrame, models: dict[int, ObjectModel]) -> np.ndarray:
+    """The frame's image with its ground-truth poses drawn as the nodes draw estimates (contours, axes, names)."""
+    poses = [InstancePose(p.obj_id, p.name, p.instance, 1.0, "ground_truth", p.T_cam_obj) for p in frame.gt or ()]
+    return draw_poses(frame.rgb, frame.camera, poses, models)
+
+
+def _caption(image: np.ndarray, text: str) -> np.ndarray:
+    """`image` with `text` in its lower-left corner."""
+    out = image.copy()
+    anchor = (8, out.shape[0] - 10)
+    cv2.putText(out, text, anchor, cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 4, cv2.LINE_AA)
+    cv2.putText(out, text, anchor, cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2, cv2.LINE_AA)
+    return out
+
+
+def contact_sheet(
+    frames: Sequence[BagFrame], overlays: dict[int, np.ndarray], models: dict[int, ObjectModel]
+) -> np.ndarray:
+    """SHEET_FRAMES frames spread over the sequence, each as [nodes' overlay | ground truth], SHEET_COLUMNS per row."""
+    picks = np.unique(np.round(np.linspace(0, len(frames) - 1, min(SHEET_FRAMES, len(frames)))).astype(int))
+    start = frames[0].stamp_ns
+    tiles = []
+    for index in picks:
+        frame = frames[index]
+        when = f"frame {index}  t={(frame.stamp_ns - start) / 1e9:.2f} s"
+        estimate = overlays.get(frame.stamp_ns)
+        if estimate is None:
+            estimate = _caption(frame.rgb // 3, "no answer")
+        truth = _caption(ground_truth_image(frame, models), "ground truth")
+        pair = np.hstack([_caption(estimate, f"nodes: {when}"), truth])
+        tiles.append(cv2.resize(pair, None, fx=SHEET_SCALE, fy=SHEET_SCALE, interpolation=cv2.INTER_AREA))
+    tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % SHEET_COLUMNS)
+    rows = [np.hstack(tiles[i:i + SHEET_COLUMNS]) for i in range(0, len(tiles), SHEET_COLUMNS)]
+    return np.vstack(rows)
+
+
+def write_video(stem: Path, images: Sequence[np.ndarray], fps: float) -> Path:
+    """Write RGB images (H, W, 3) uint8 as a video `stem`.mp4 (MPEG-4 part 2), else .avi (MJPEG); the path written."""
+    height, width = images[0].shape[:2]
+    for fourcc, suffix in VIDEO_CODECS:
+        path = stem.with_suffix(suffix)
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+        if not writer.isOpened():
+            continue
+        try:
+            for image in images:
+                writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        finally:
+            writer.release()
+        return path
+    raise RuntimeError(f"OpenCV cannot write video here with any of {[c for c, _ in VIDEO_CODECS]}")
+
+
+def synthesise_bag(out: Path, models_dir: Path, seed: int, n_frames: int) -> Path:
+    """The demo's 640x480 30 Hz test sequence (one scene) as OUT/data and its bag OUT/sequence_bag."""
+    config = load_config(SynthConfig, config_file("synth.yaml"), DEMO_SCENE)
+    generate_split(out / "data", "test", 1, n_frames, seed, config, models_dir, sequence=True, overwrite=True,
+                   progress=False)
+    bag = out / "sequence_bag"
+    shutil.rmtree(bag, ignore_errors=True)
+    write_bag(bop.BopSplit(out / "data", "test"), 0, bag, models_dir=models_dir)
+    return bag
+
+
+def write_overlays(frames: Sequence[BagFrame], overlays: dict[int, np.ndarray], folder: Path) -> list[np.ndarray]:
+    """Write the answered frames' overlays as FOLDER/<frame index>.png (a fresh folder); the images in order."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    images = []
+    for index, frame in enumerate(frames):
+        if frame.stamp_ns in overlays:
+            bop.write_rgb(folder / f"{index:06d}.png", overlays[frame.stamp_ns])
+            images.append(overlays[frame.stamp_ns])
+    return images

@@ -1,0 +1,63 @@
+"""Build the configured pose refiner by name (config/refiner.yaml)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ros2_sixdpose.core.gaussians import load_ply
+from ros2_sixdpose.core.objects import load_models, model_file_name
+from ros2_sixdpose.core.render import Renderer
+from ros2_sixdpose.core.splat import GaussianRenderer
+from ros2_sixdpose.estimation.retrieval.estimator import make_retriever
+from ros2_sixdpose.estimation.retrieval.retriever import RetrievalConfig
+from ros2_sixdpose.paths import GAUSSIANS_DIR, MODELS_DIR, resolve
+from ros2_sixdpose.refinement.base import PoseRefiner
+from ros2_sixdpose.refinement.render_compare import RenderCompareConfig, RenderCompareRefiner
+from ros2_sixdpose.refinement.views import GaussianViews, MeshViews, ViewRenderer
+
+REFINER_TYPES = ("none", "render_compare")
+VIEWS = ("mesh", "gaussian")
+
+
+@dataclass
+class RefinerConfig:
+    """Which refiner to build (`type`; "none" for no refinement) and the settings of each kind."""
+
+    type: str = "render_compare"
+    models_dir: str = MODELS_DIR  # BOP models folder of the objects to refine
+    # What the refiner renders: "mesh" (OpenGL rasteriser) or "gaussian" (3D Gaussian objects, GS-Pose's model,
+    # which also serves objects known only from posed images).
+    views: str = "mesh"
+    gaussians_dir: str = GAUSSIANS_DIR  # obj_XXXXXX.ply per object, for views "gaussian"
+    # Retrieved templates as extra starting poses beside the estimator's (GS-Pose's initialisation); 0: none.
+    retrieval_hypotheses: int = 5
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    render_compare: RenderCompareConfig = field(default_factory=RenderCompareConfig)
+
+    def __post_init__(self) -> None:
+        if self.type not in REFINER_TYPES:
+            raise ValueError(f"refiner type must be one of {REFINER_TYPES}, got {self.type!r}")
+        if self.views not in VIEWS:
+            raise ValueError(f"refiner views must be one of {VIEWS}, got {self.views!r}")
+        if self.retrieval_hypotheses < 0:
+            raise ValueError(f"retrieval_hypotheses must be >= 0, got {self.retrieval_hypotheses}")
+
+
+def make_refiner(config: RefinerConfig, root: str | Path = ".") -> PoseRefiner | None:
+    """The refiner `config.type` names (None for "none"); relative paths are resolved against `root`."""
+    if config.type == "none":
+        return None
+    models = load_models(resolve(root, config.models_dir))
+    views: ViewRenderer
+    if config.views == "gaussian":
+        folder = resolve(root, config.gaussians_dir)
+        views = GaussianViews(GaussianRenderer({k: load_ply(folder / model_file_name(k)) for k in models}))
+    else:
+        views = MeshViews(Renderer(models))
+    hypotheses = None
+    if config.retrieval_hypotheses > 0:
+        retriever, k = make_retriever(config.retrieval, root), config.retrieval_hypotheses
+
+        def hypotheses(rgb, camera, detection):
+            return [tuple(h) for h in retriever.hypotheses(rgb, camera, detection, k)]
+    return RenderCompareRefiner(views, models, config.render_compare, hypotheses)

@@ -1,0 +1,30 @@
+"""Topic names and diagnostic keys: the contract between the nodes, the bags and the replay's scoring.
+
+Topics are absolute names (remap them, e.g. `-r /camera/color/image_raw:=/usb_cam/image_raw`):
+    in:  IMAGE_TOPIC (sensor_msgs/Image), CAMERA_INFO_TOPIC (sensor_msgs/CameraInfo), and in bags DEPTH_TOPIC
+         and GROUND_TRUTH_TOPIC
+    out: DETECTIONS_TOPIC, POSES_TOPIC, /sixdpose/<object name>/pose, /tf, MARKERS_TOPIC, the overlay images
+         and DIAGNOSTICS_TOPIC, whose statuses are named '<node>: ...' and carry FRAME_COUNT_KEYS.
+"""
+from __future__ import annotations
+
+# The RealSense driver's camera topics.
+IMAGE_TOPIC = "/camera/color/image_raw"
+CAMERA_INFO_TOPIC = "/camera/color/camera_info"
+DEPTH_TOPIC = "/camera/aligned_depth_to_color/image_raw"
+GROUND_TRUTH_TOPIC = "/sixdpose/ground_truth"
+DETECTIONS_TOPIC = "/sixdpose/detections"
+DETECTIONS_OVERLAY_TOPIC = "/sixdpose/detections/overlay"
+POSES_TOPIC = "/sixdpose/poses"
+POSES_OVERLAY_TOPIC = "/sixdpose/overlay"
+MARKERS_TOPIC = "/sixdpose/markers"
+DIAGNOSTICS_TOPIC = "/diagnostics"
+TF_FRAME_PREFIX = "sixdpose"
+
+# A node's frame counters in its DiagnosticStatus: counter name -> key.
+FRAME_COUNT_KEYS = {"received": "frames received", "answered": "frames answered", "rejected": "frames rejected"}
+
+
+def object_pose_topic(object_name: str) -> str:
+    """Topic of an object's geometry_msgs/PoseStamped, e.g. /sixdpose/duck/pose."""
+    return f"/{TF_FRAME_PREFIX}/{object_name}/pose"
