@@ -1,5 +1,6 @@
-"""`sixdpose study nocs|refine|retrieval`: the NOCS networks (Pix2Pix / BBDM x augmentation off / on), every
-estimator with and without the refiner, and the silhouette vs learned retrieval scorers, on a held-out split."""
+"""`sixdpose study nocs|refine|retrieval|detector`: the NOCS networks (Pix2Pix / BBDM x augmentation off / on), every
+estimator with and without the refiner, the silhouette vs learned retrieval scorers, on a held-out split; and why
+the learned detector misses what it misses."""
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,7 @@ DETECTOR_NAMES = {"oracle": "ground-truth masks", "learned": "learned detector"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `study` and its studies, `nocs`, `refine` and `retrieval`."""
+    """Add `study` and its studies, `nocs`, `refine`, `retrieval` and `detector`."""
     parser = subparsers.add_parser("study", help="comparative studies of the pose methods")
     studies = parser.add_subparsers(dest="study", required=True)
     nocs = studies.add_parser("nocs", help="Pix2Pix vs BBDM NOCS maps, with and without augmentation, oracle detections")
@@ -62,6 +63,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     retrieval.add_argument("--out", type=Path, default=Path("docs/retrieval_study.md"),
                            help="Markdown table; the JSON (per object too) is written beside it")
     retrieval.set_defaults(func=run_retrieval)
+    detector = studies.add_parser("detector", help="why the learned detector misses instances: causes per object and bin")
+    detector.add_argument("--dataset", type=Path, required=True, help="BOP data set root")
+    detector.add_argument("--split", default="test", help="split to analyse")
+    detector.add_argument("--config", type=Path, default=config_file("detector.yaml"), help="detector configuration")
+    detector.add_argument("--min-visib", type=float, default=0.3, help="instances less visible are not scored")
+    detector.add_argument("--out", type=Path, default=Path("docs/detector_misses.json"),
+                          help="JSON summary; the CSV of every instance's outcome and the PNG figure are written beside it")
+    detector.add_argument("--threads", type=int, default=1, help="torch threads")
+    detector.set_defaults(func=run_detector)
 
 
 def variant_name(weights: Path) -> str:
@@ -175,4 +185,33 @@ def run_retrieval(args: argparse.Namespace) -> int:
     write_report(scores, args.out, THRESHOLD_DEG, content)
     print(markdown_table(scores, THRESHOLD_DEG))
     print(f"wrote {args.out}, {args.out.with_suffix('.json')}")
+    return 0
+
+
+def run_detector(args: argparse.Namespace) -> int:
+    """`sixdpose study detector`: classify every missed instance, print the tables, write the JSON, CSV and figure."""
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.core.objects import model_names
+    from ros2_sixdpose.data.bop import BopSplit
+    from ros2_sixdpose.detection.base import DetectorConfig
+    from ros2_sixdpose.detection.evaluate import iter_frames
+    from ros2_sixdpose.detection.factory import make_detector
+    from ros2_sixdpose.detection.misses import collect_outcomes, format_summary, summarise, write_report
+
+    config = load_config(DetectorConfig, args.config, {"threads": args.threads})
+    if config.type != "segmentation":
+        logger.error("%s: the study analyses the learned detector, not type %r", args.config, config.type)
+        return 1
+    split = BopSplit(args.dataset, args.split)
+    try:
+        detector = make_detector(config)
+        outcomes = collect_outcomes(detector, iter_frames(split))
+        names = model_names(split.models_dir if split.models_dir.is_dir() else Path(config.models_dir))
+    except (OSError, ValueError) as exc:
+        logger.error("%s", exc)
+        return 1
+    summary = summarise(outcomes, names, args.min_visib)
+    write_report(outcomes, summary, args.out, f"detector misses on {args.dataset}/{args.split} ({config.weights})")
+    print(format_summary(summary))
+    print(f"wrote {args.out}, {args.out.with_suffix('.csv')}, {args.out.with_suffix('.png')}")
     return 0

@@ -56,6 +56,8 @@ def _add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and augmentation")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--data-seeds", default="", help="free text recorded in the JSON, e.g. 'train 1, val 2'")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from these detector weights (fine-tuning; a fresh optimizer and schedule)")
 
 
 def run_detector(args: argparse.Namespace) -> int:
@@ -70,7 +72,9 @@ def run_detector(args: argparse.Namespace) -> int:
     from ros2_sixdpose.detection.base import DetectorConfig
     from ros2_sixdpose.detection.evaluate import iter_frames
     from ros2_sixdpose.detection.segmentation import input_size
-    from ros2_sixdpose.detection.train import DETECTOR_AUGMENT, CachedFrames, DetectorTask, DetectorTrainConfig
+    from ros2_sixdpose.detection.train import (
+        DETECTOR_AUGMENT, CachedFrames, DetectorTask, DetectorTrainConfig, start_from,
+    )
     from ros2_sixdpose.train.loop import TrainConfig, train
 
     detector_config = load_config(DetectorConfig, args.config if args.config.is_file() else None)
@@ -92,6 +96,8 @@ def run_detector(args: argparse.Namespace) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True, generator=generator)
     task = DetectorTask(object_ids, config, detector_config, val_frames, seed=args.seed)
+    if args.init is not None:
+        start_from(task.net, object_ids, args.init)
     run_info = {
         "command": invoked_command(),
         "data": str(args.data),
@@ -103,6 +109,7 @@ def run_detector(args: argparse.Namespace) -> int:
         "object_ids": object_ids,
         "input_size": list(size),
         "augment": args.augment,
+        "init": str(args.init) if args.init is not None else None,
         "detector_train_config": asdict(config),
         "detector_config": asdict(detector_config),
     }
