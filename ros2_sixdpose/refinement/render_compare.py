@@ -156,7 +156,10 @@ class RenderCompareRefiner(PoseRefiner):
         if estimate.found:
             starts.append(estimate.T_cam_obj)
         if self.hypotheses is not None:
-            starts += [T for T, _ in self.hypotheses(rgb, camera, detection)]
+            try:
+                starts += [T for T, _ in self.hypotheses(rgb, camera, detection)]
+            except ValueError as exc:  # e.g. a mask too small to retrieve from: refine the estimate alone
+                logger.debug("object %d: no retrieved starts (%s)", obj_id, exc)
         if not starts:
             return estimate
         coarse = self._crop(rgb, camera, detection, others, self.config.coarse_size)
