@@ -140,5 +140,9 @@ def test_refiner_without_a_start_returns_the_estimate_unchanged(renderer, models
     nothing = PoseEstimate.none(4, "nocs", "too few correspondences")
     rgb = np.zeros((480, 640, 3), np.uint8)
     assert refiner.refine(rgb, PinholeCamera(K, 640, 480), [detection], [nothing]) == [nothing]
+    # An empty mask gives nothing to compare with: the estimate comes back as it was, not refined into noise.
+    start = PoseEstimate(4, _random_pose(np.random.default_rng(5), 0.45), 0.7, "nocs")
+    empty = Detection(4, np.zeros(4), np.zeros((480, 640), bool), 0.9)
+    assert refiner.refine(rgb, PinholeCamera(K, 640, 480), [empty], [start]) == [start]
     with pytest.raises(ValueError, match="2 detections but 1 estimates"):
         refiner.refine(rgb, PinholeCamera(K, 640, 480), [detection, detection], [nothing])

@@ -148,7 +148,7 @@ class RenderCompareRefiner(PoseRefiner):
                     estimate: PoseEstimate, others: np.ndarray) -> PoseEstimate:
         """The refined estimate of one detection, or `estimate` unchanged when there is nothing to start from."""
         obj_id = detection.object_id
-        if obj_id not in self.models:
+        if obj_id not in self.models or not detection.mask.any():  # nothing to compare a render with
             return estimate
         model = self.models[obj_id]
         center = np.asarray(model.bbox_min) + np.asarray(model.bbox_size) / 2.0
