@@ -9,7 +9,9 @@ export ROS_HOME ?= $(CURDIR)/out/ros_home
 export MESA_SHADER_CACHE_DIR ?= $(CURDIR)/out/mesa_cache
 
 MSG_FILES := $(wildcard msg/*.msg)
-TF2_MSGS_FILES := ros/tf2_msgs/package.xml ros/tf2_msgs/CMakeLists.txt $(wildcard ros/tf2_msgs/msg/*.msg)
+# Stand-ins for ROS interface packages that have no wheel (tf2_msgs, vision_msgs): ros/<package>.
+STAND_INS := $(notdir $(wildcard ros/*))
+STAND_IN_FILES := $(wildcard ros/*/package.xml ros/*/CMakeLists.txt ros/*/msg/*.msg)
 
 .PHONY: setup system test demo bench clean
 
@@ -31,14 +33,17 @@ $(VENV)/.stamp-deps: requirements.txt requirements-ros.txt constraints.txt setup
 # Messages only, built from a copy staged outside the checkout's root: CMake refuses exported include
 # paths inside the source tree, and the venv (whose NumPy headers the messages use) lives there.
 # The venv imports the Python sources from this checkout (editable install).
-# ros/tf2_msgs (TFMessage alone, for /tf) is built too, but only where no tf2_msgs but our own is
-# importable: beside a real ROS install's it would shadow the real one.
-install/.stamp-msgs: $(VENV)/.stamp-deps $(MSG_FILES) CMakeLists.txt package.xml $(TF2_MSGS_FILES)
+# The stand-ins in ros/ (tf2_msgs: TFMessage alone, for /tf; vision_msgs: Detection2DArray, Detection3DArray and
+# what they hold) are built too, each only where no such package but our own is importable: beside a real ROS
+# install's it would shadow the real one.
+install/.stamp-msgs: $(VENV)/.stamp-deps $(MSG_FILES) CMakeLists.txt package.xml $(STAND_IN_FILES)
 	rm -rf build/msg_pkg && mkdir -p build/msg_pkg/ros2_sixdpose log
 	cp -r package.xml CMakeLists.txt msg build/msg_pkg/ros2_sixdpose/
-	if $(VENV)/bin/python -c "import sys, tf2_msgs; sys.exit('$(CURDIR)/install/' in tf2_msgs.__file__)" 2>/dev/null; \
-	then rm -rf install/tf2_msgs; \
-	else mkdir -p build/msg_pkg/tf2_msgs && cp -r ros/tf2_msgs/package.xml ros/tf2_msgs/CMakeLists.txt ros/tf2_msgs/msg build/msg_pkg/tf2_msgs/; fi
+	for pkg in $(STAND_INS); do \
+	  if $(VENV)/bin/python -c "import sys, $$pkg; sys.exit('$(CURDIR)/install/' in $$pkg.__file__)" 2>/dev/null; \
+	  then rm -rf install/$$pkg; \
+	  else mkdir -p build/msg_pkg/$$pkg && cp -r ros/$$pkg/package.xml ros/$$pkg/CMakeLists.txt ros/$$pkg/msg build/msg_pkg/$$pkg/; fi; \
+	done
 	source $(VENV)/bin/activate && AMENT_PREFIX_PATH=$(CURDIR)/$(VENV) colcon --log-base log build \
 		--base-paths build/msg_pkg --build-base build/colcon --install-base install \
 		--cmake-args -DSIXDPOSE_MESSAGES_ONLY=ON -DPython3_EXECUTABLE=$(CURDIR)/$(VENV)/bin/python \

@@ -3,8 +3,9 @@
 Topics are absolute names (remap them, e.g. `-r /camera/color/image_raw:=/usb_cam/image_raw`):
     in:  IMAGE_TOPIC (sensor_msgs/Image), CAMERA_INFO_TOPIC (sensor_msgs/CameraInfo), and in bags DEPTH_TOPIC
          and GROUND_TRUTH_TOPIC
-    out: DETECTIONS_TOPIC, POSES_TOPIC, /sixdpose/<object name>/pose, /tf, MARKERS_TOPIC, the overlay images
-         and DIAGNOSTICS_TOPIC, whose statuses are named '<node>: ...' and carry FRAME_COUNT_KEYS.
+    out: DETECTIONS_TOPIC, POSES_TOPIC, /sixdpose/<object name>/pose, /tf, MARKERS_TOPIC, the overlay images,
+         the vision_msgs arrays DETECTIONS_2D_TOPIC and DETECTIONS_3D_TOPIC, and DIAGNOSTICS_TOPIC, whose
+         statuses are named '<node>: ...' and carry FRAME_COUNT_KEYS.
 """
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ GROUND_TRUTH_TOPIC = "/sixdpose/ground_truth"
 DETECTIONS_TOPIC = "/sixdpose/detections"
 DETECTIONS_OVERLAY_TOPIC = "/sixdpose/detections/overlay"
 POSES_TOPIC = "/sixdpose/poses"
+# The same results as vision_msgs/Detection2DArray (detector_node) and Detection3DArray (pose_estimator_node),
+# the types Isaac ROS and many grasping stacks take.
+DETECTIONS_2D_TOPIC = "/sixdpose/detections2d"
+DETECTIONS_3D_TOPIC = "/sixdpose/detections3d"
 POSES_OVERLAY_TOPIC = "/sixdpose/overlay"
 MARKERS_TOPIC = "/sixdpose/markers"
 DIAGNOSTICS_TOPIC = "/diagnostics"

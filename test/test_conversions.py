@@ -35,6 +35,8 @@ from ros2_sixdpose.estimation.factory import EstimatorConfig
 from ros2_sixdpose.msg import Detection as DetectionMsg
 from ros2_sixdpose.nodes.conversions import (
     check_image_fits_camera,
+    detection2d_array_msg,
+    detection3d_array_msg,
     detection_array_msg,
     detections_from_msg,
     image_msg,
@@ -227,6 +229,40 @@ def test_instances_are_numbered_per_object_by_falling_score():
     assert [(p.object_id, p.instance, p.method) for p in back] == [(1, 0, "nocs_pix2pix"), (1, 1, "nocs_pix2pix"),
                                                                    (2, 0, "nocs_pix2pix")]
     np.testing.assert_allclose(back[1].T_cam_obj, T)
+
+
+def test_detection2d_array_gives_box_centres_and_sizes_in_pixels():
+    mask = np.zeros((20, 30), bool)
+    detections = [Detection(1, np.array([10.0, 5.0, 17.0, 9.0]), mask, 0.8),
+                  Detection(2, np.array([2.5, 3.2, 6.1, 7.0]), mask, 0.4)]
+    msg = detection2d_array_msg(detections, {1: "duck", 2: "bunny"}, HEADER)
+    assert msg.header == HEADER and all(d.header == HEADER for d in msg.detections)
+    got = [(d.id, d.results[0].hypothesis.class_id, d.results[0].hypothesis.score, d.bbox.center.position.x,
+            d.bbox.center.position.y, d.bbox.center.theta, d.bbox.size_x, d.bbox.size_y) for d in msg.detections]
+    assert got == [("duck", "duck", 0.8, 13.5, 7.0, 0.0, 7.0, 4.0),
+                   ("bunny", "bunny", 0.4, pytest.approx(4.3), pytest.approx(5.1), 0.0, pytest.approx(3.6),
+                    pytest.approx(3.8))]
+
+
+def test_detection3d_array_holds_each_pose_and_its_model_box_at_that_pose():
+    # A 10 x 6 x 4 cm box whose centre is 5 cm along the model's x axis, turned a quarter about z: the camera
+    # sees its centre at R (0.05, 0, 0) + t = (0, 0.05, 0) + (0, 0.1, 0.6).
+    model = ObjectModel.from_trimesh(trimesh.creation.box((0.10, 0.06, 0.04), make_pose(np.eye(3), [0.05, 0, 0])),
+                                     5, "block")
+    T = make_pose(Rotation.from_euler("z", 90, degrees=True).as_matrix(), [0.0, 0.1, 0.6])
+    poses = [InstancePose(5, "block", 0, 0.9, "test", T), InstancePose(5, "block", 1, 0.3, "test", np.eye(4))]
+    msg = detection3d_array_msg(poses, {5: model}, HEADER)
+    assert [(d.id, d.results[0].hypothesis.class_id, d.results[0].hypothesis.score) for d in msg.detections] == [
+        ("block", "block", 0.9), ("block_1", "block", 0.3)]
+    first = msg.detections[0]
+    assert first.header == HEADER and first.results[0].pose.pose == pose_msg(T)
+    assert not np.any(first.results[0].pose.covariance)
+    np.testing.assert_allclose(matrix_from_pose(first.results[0].pose.pose), T, atol=1e-12)
+    centre = first.bbox.center
+    np.testing.assert_allclose([centre.position.x, centre.position.y, centre.position.z], [0.0, 0.15, 0.6], atol=1e-9)
+    assert centre.orientation == first.results[0].pose.pose.orientation
+    np.testing.assert_allclose([first.bbox.size.x, first.bbox.size.y, first.bbox.size.z], [0.10, 0.06, 0.04],
+                               atol=1e-7)
 
 
 # ---------------------------------------------------------------- pairing

@@ -8,11 +8,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ament_index_python.packages import get_package_share_directory
+from rosbags.typesys import Stores, get_typestore
 
-from ros2_sixdpose.data.msg_types import typestore
+from ros2_sixdpose.data.msg_types import VISION_MSGS_STAND_IN, msg_types, typestore
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ("ObjectPose", "ObjectPoseArray", "Detection", "DetectionArray")
+# The vision_msgs the nodes publish and what they contain: the messages of the stand-in in ros/vision_msgs.
+VISION_NAMES = ("Detection2DArray", "Detection2D", "BoundingBox2D", "Pose2D", "Point2D", "ObjectHypothesisWithPose",
+                "ObjectHypothesis", "Detection3DArray", "Detection3D", "BoundingBox3D")
+# RIHS01 hashes of the two arrays as rosbags computes them from ros-perception/vision_msgs 4.1.1's own .msg files
+# (tag 4.1.1, commit e77fa2d9). A hash covers every nested field type, so these two pin all ten definitions.
+UPSTREAM_RIHS01 = {
+    "Detection2DArray": "RIHS01_214274120007f4a683866481336b70310268cfa107aebe9d594a6acf75bda968",
+    "Detection3DArray": "RIHS01_793f5eab9595ac1c0da07873cc859db42eae51f0ee76056db8562515d830e018",
+}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -22,6 +33,29 @@ def test_rosbags_type_hash_equals_colcon(name):
     description = json.loads(generated.read_text())
     colcon_hash = description["type_hashes"][0]["hash_string"]
     assert typestore().hash_rihs01(f"ros2_sixdpose/msg/{name}") == colcon_hash
+
+
+def _vision_store():
+    """A Kilted typestore with the stand-in's vision_msgs definitions (upstream's text)."""
+    store = get_typestore(Stores.ROS2_KILTED)
+    store.register(msg_types(VISION_MSGS_STAND_IN, "vision_msgs"))
+    return store
+
+
+def test_vision_msgs_stand_in_holds_upstreams_definitions_and_nothing_else():
+    assert sorted(p.stem for p in VISION_MSGS_STAND_IN.glob("*.msg")) == sorted(VISION_NAMES)
+    store = _vision_store()
+    for name, upstream in UPSTREAM_RIHS01.items():
+        assert store.hash_rihs01(f"vision_msgs/msg/{name}") == upstream
+
+
+@pytest.mark.parametrize("name", VISION_NAMES)
+def test_vision_msgs_in_use_have_upstreams_type_hash(name):
+    """colcon's RIHS01 hash of the vision_msgs the nodes import (a real install's, else the stand-in built from
+    ros/vision_msgs) equals rosbags' hash of upstream's definition: Isaac ROS and other consumers match."""
+    generated = Path(get_package_share_directory("vision_msgs")) / "msg" / f"{name}.json"
+    colcon_hash = json.loads(generated.read_text())["type_hashes"][0]["hash_string"]
+    assert colcon_hash == _vision_store().hash_rihs01(f"vision_msgs/msg/{name}")
 
 
 def test_object_pose_array_cdr_round_trip():

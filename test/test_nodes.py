@@ -27,6 +27,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
+from vision_msgs.msg import Detection2DArray, Detection3DArray
 
 from ros2_sixdpose.config import load_config
 from ros2_sixdpose.core.camera import PinholeCamera
@@ -47,7 +48,8 @@ from ros2_sixdpose.nodes.instances import number_instances
 from ros2_sixdpose.nodes.stages import OracleKeys
 from ros2_sixdpose.pipeline import Frame, Pipeline
 from ros2_sixdpose.refinement.factory import RefinerConfig
-from ros2_sixdpose.topics import MARKERS_TOPIC, POSES_OVERLAY_TOPIC, POSES_TOPIC, object_pose_topic
+from ros2_sixdpose.topics import (DETECTIONS_2D_TOPIC, DETECTIONS_3D_TOPIC, MARKERS_TOPIC, POSES_OVERLAY_TOPIC,
+                                  POSES_TOPIC, object_pose_topic)
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAME_ID = "camera_color_optical_frame"
@@ -142,11 +144,15 @@ class Probe:
         self.tf: list[TFMessage] = []
         self.pose_stamped: dict[str, list[PoseStamped]] = {name: [] for name in object_names}
         self.detections: list[DetectionArray] = []
+        self.detections2d: list[Detection2DArray] = []
+        self.detections3d: list[Detection3DArray] = []
         self.diagnostics: list[DiagnosticArray] = []
         self.node.create_subscription(ObjectPoseArray, POSES_TOPIC,
                                       lambda msg: self.poses.append((time.monotonic(), msg)), 10)
         self.node.create_subscription(TFMessage, "/tf", self.tf.append, 100)
         self.node.create_subscription(DetectionArray, "/sixdpose/detections", self.detections.append, 10)
+        self.node.create_subscription(Detection2DArray, DETECTIONS_2D_TOPIC, self.detections2d.append, 10)
+        self.node.create_subscription(Detection3DArray, DETECTIONS_3D_TOPIC, self.detections3d.append, 10)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
         for name, received in self.pose_stamped.items():
             self.node.create_subscription(PoseStamped, object_pose_topic(name), received.append, 10)
@@ -256,20 +262,23 @@ def test_oracle_keys_follow_the_bag_stamps(scene):
 
 @pytest.mark.ros
 def test_poses_over_dds_are_the_pipeline_poses_in_every_form(scene, probe, estimator_node):
-    """ObjectPoseArray, PoseStamped and /tf carry, with the image's stamp and frame, the poses that
-    `ros2_sixdpose.pipeline` gives offline for the same image: the node path (encoding, K, stamps,
+    """ObjectPoseArray, PoseStamped, /tf and vision_msgs/Detection3DArray carry, with the image's stamp and frame,
+    the poses that `ros2_sixdpose.pipeline` gives offline for the same image: the node path (encoding, K, stamps,
     quaternions) adds no error beyond 1 mm / 0.5 deg."""
     split = BopSplit(scene / "data", "test")
     detector = DetectorConfig(type="oracle", dataset=str(split.root), split=split.split)
     estimator = load_config(EstimatorConfig, ROOT / ESTIMATOR_CONFIG, ACCEPT_ANY_PNP)
     refiner = load_config(RefinerConfig, ROOT / REFINER_CONFIG)  # the node's default refinement stage
     pipeline = Pipeline.from_configs(detector, estimator, refiner, root=ROOT)
-    names = {model.obj_id: model.name for model in ObjectRegistry.from_dir(ROOT / "assets/models")}
+    registry = ObjectRegistry.from_dir(ROOT / "assets/models")
+    names = {model.obj_id: model.name for model in registry}
     published = 0
     for im_id in (0, 1):
         image, info, K = _frame(scene, im_id)
         answer = probe.send_until_answered(image, info)
-        probe.spin(0.5, lambda: False)  # TF and PoseStamped of the same frame
+        probe.spin(0.5, lambda: False)  # TF, PoseStamped and Detection3DArray of the same frame
+        detections3d = [m for m in probe.detections3d if m.header.stamp == answer.header.stamp]
+        assert detections3d and all(m.header.frame_id == FRAME_ID for m in detections3d)
         frame = Frame(rgb=read_rgb(split.rgb_path(0, im_id)), camera=PinholeCamera(K, 320, 240),
                       key=ImageKey(0, im_id))
         expected = number_instances(pipeline.process(frame).estimates, names)
@@ -288,6 +297,21 @@ def test_poses_over_dds_are_the_pipeline_poses_in_every_form(scene, probe, estim
             if want.instance == 0:
                 stamped = [m for m in probe.pose_stamped[want.name] if m.header.stamp == answer.header.stamp]
                 assert stamped and all(m.header.frame_id == FRAME_ID and m.pose == pose.pose for m in stamped)
+        # Detection3DArray: the ObjectPoseArray's instances in its order; the shipped models are centred on their
+        # box (its centre is the model origin to 1e-12 m), so the box's pose is the object's too.
+        box_sizes = {model.obj_id: model.bbox_size for model in registry}
+        for msg in detections3d:
+            assert len(msg.detections) == len(answer.poses)
+            for detection, pose in zip(msg.detections, answer.poses):
+                (result,) = detection.results
+                stem = pose.object_name if pose.instance == 0 else f"{pose.object_name}_{pose.instance}"
+                assert (result.hypothesis.class_id, detection.id) == (pose.object_name, stem)
+                assert result.hypothesis.score == pytest.approx(pose.score, rel=1e-6)
+                np.testing.assert_allclose(matrix_from_pose(result.pose.pose), matrix_from_pose(pose.pose), atol=1e-6)
+                np.testing.assert_allclose(matrix_from_pose(detection.bbox.center), matrix_from_pose(pose.pose),
+                                           atol=1e-6)
+                size = detection.bbox.size
+                np.testing.assert_allclose([size.x, size.y, size.z], box_sizes[pose.object_id], atol=1e-9)
         published += len(expected)
     assert published >= 4  # of the 6 visible instances: poses were compared, not just empty arrays
 
@@ -495,6 +519,17 @@ def test_split_deployment_sends_detections_between_processes(scene, probe):
         gt_pixels = sorted(int(read_mask(split.mask_visib_path(0, 0, i)).sum()) for i in range(len(OBJECTS)))
         sent_pixels = sorted(int((rgb_from_image(d.mask)[..., 0] > 0).sum()) for d in detections.detections)
         assert sent_pixels == [p for p in gt_pixels if p > 0]  # the oracle's masks crossed DDS intact
+        # The same detections as vision_msgs/Detection2DArray: box centre and size in pixels, name and score.
+        (boxes,) = [d for d in probe.detections2d if d.header.stamp == answer.header.stamp][:1]
+        assert boxes.header.frame_id == FRAME_ID and len(boxes.detections) == len(detections.detections)
+        for box, det in zip(boxes.detections, detections.detections):
+            (result,) = box.results
+            assert (box.id, result.hypothesis.class_id) == (det.object_name, det.object_name)
+            assert result.hypothesis.score == pytest.approx(det.score, rel=1e-6)
+            centre, bbox = box.bbox.center.position, box.bbox
+            np.testing.assert_allclose([centre.x - bbox.size_x / 2, centre.y - bbox.size_y / 2,
+                                        centre.x + bbox.size_x / 2, centre.y + bbox.size_y / 2],
+                                       [det.x_min, det.y_min, det.x_max, det.y_max], atol=1e-4)
     finally:
         assert run.stop() == 0, run.log()
 

@@ -281,6 +281,7 @@ def test_output_bag_holds_the_poses_and_matching_tf(replayed):
         topics = {c.topic: c.msgtype for c in reader.connections}
         assert topics["/sixdpose/poses"] == "ros2_sixdpose/msg/ObjectPoseArray"
         assert topics["/tf"] == "tf2_msgs/msg/TFMessage"
+        assert topics["/sixdpose/detections3d"] == "vision_msgs/msg/Detection3DArray"  # rosbags knows vision_msgs
         assert "/diagnostics" in topics and "/sixdpose/overlay" in topics
         wanted = [c for c in reader.connections if c.topic in ("/sixdpose/poses", "/tf")]
         for connection, _, raw in reader.messages(wanted):

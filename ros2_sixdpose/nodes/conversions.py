@@ -1,4 +1,4 @@
-"""rclpy messages of the pipeline's values: images, detections, poses, transforms.
+"""rclpy messages of the pipeline's values: images, detections, poses, transforms, and vision_msgs.
 
 Pure functions on message objects: no node, no graph, so each is tested with hand-built messages. The
 field values come from the ROS-free codec `ros2_sixdpose.core.messages` (which decodes rclpy messages as
@@ -15,10 +15,14 @@ from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Pose, PoseStamped, TransformStamped
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
+from vision_msgs.msg import (BoundingBox2D, BoundingBox3D, Detection2D, Detection2DArray, Detection3D,
+                             Detection3DArray, ObjectHypothesis, ObjectHypothesisWithPose)
 
 from ros2_sixdpose.core.camera import PinholeCamera
 from ros2_sixdpose.core import messages
+from ros2_sixdpose.core.geometry import make_pose
 from ros2_sixdpose.core.messages import COLOUR_ENCODINGS, InstancePose, image_fields, pose_parts, stamp_parts
+from ros2_sixdpose.core.objects import ObjectModel
 from ros2_sixdpose.detection.base import Detection
 from ros2_sixdpose.msg import Detection as DetectionMsg
 from ros2_sixdpose.msg import DetectionArray, ObjectPose, ObjectPoseArray
@@ -155,3 +159,51 @@ def object_pose_array_msg(poses: Sequence[InstancePose], header: Header) -> Obje
                    method=p.method, pose=pose_msg(p.T_cam_obj))
         for p in poses
     ])
+
+
+# ---------------------------------------------------------------- vision_msgs (Isaac ROS, grasping stacks)
+
+
+def _hypothesis(name: str, score: float, T_cam_obj: np.ndarray | None = None) -> ObjectHypothesisWithPose:
+    """vision_msgs/ObjectHypothesisWithPose: class_id = the object's name; the pose when known (covariance: zeros)."""
+    out = ObjectHypothesisWithPose(hypothesis=ObjectHypothesis(class_id=name, score=float(score)))
+    if T_cam_obj is not None:
+        out.pose.pose = pose_msg(T_cam_obj)
+    return out
+
+
+def detection2d_array_msg(detections: Sequence[Detection], names: Mapping[int, str],
+                          header: Header) -> Detection2DArray:
+    """vision_msgs/Detection2DArray of `detections`: axis-aligned boxes, centre and size in pixels.
+
+    The centre is ((x0 + x1) / 2, (y0 + y1) / 2) and the size (x1 - x0, y1 - y0), so centre -/+ size / 2 gives
+    the box back; id and class_id are the object's name.
+    """
+    out = Detection2DArray(header=header)
+    for detection in detections:
+        x0, y0, x1, y1 = (float(v) for v in detection.box)
+        name = names.get(detection.object_id, "")
+        bbox = BoundingBox2D(size_x=x1 - x0, size_y=y1 - y0)
+        bbox.center.position.x, bbox.center.position.y = (x0 + x1) / 2, (y0 + y1) / 2
+        out.detections.append(Detection2D(header=header, results=[_hypothesis(name, detection.score)], bbox=bbox,
+                                          id=name))
+    return out
+
+
+def detection3d_array_msg(poses: Sequence[InstancePose], models: Mapping[int, ObjectModel],
+                          header: Header) -> Detection3DArray:
+    """vision_msgs/Detection3DArray of published instances, in the order of their ObjectPoseArray.
+
+    Each holds one hypothesis (class_id = object name, the score, the object's pose) and the model's bounding
+    box (metres) at that pose; id is the instance's TF frame stem (`duck`, `duck_1`), the same on every frame.
+    """
+    out = Detection3DArray(header=header)
+    for pose in poses:
+        model = models[pose.object_id]
+        # The box centre is the model frame's origin only for centred models (BOP's need not be).
+        T_cam_box = pose.T_cam_obj @ make_pose(np.eye(3), model.bbox_min + model.bbox_size / 2)
+        bbox = BoundingBox3D(center=pose_msg(T_cam_box))
+        bbox.size.x, bbox.size.y, bbox.size.z = (float(v) for v in model.bbox_size)
+        out.detections.append(Detection3D(header=header, results=[_hypothesis(pose.name, pose.score, pose.T_cam_obj)],
+                                          bbox=bbox, id=pose.frame_name))
+    return out

@@ -1,4 +1,4 @@
-"""detector_node: camera image + camera_info in, the project's DetectionArray (and a mask overlay image) out.
+"""detector_node: camera image + camera_info in; DetectionArray, vision_msgs/Detection2DArray, mask overlay out.
 
     ros2 run ros2_sixdpose detector_node --ros-args -r /camera/color/image_raw:=/my/image \
         -p detector_config:=config/detector.yaml -p detector.score_threshold:=0.6
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sensor_msgs.msg import CameraInfo, Image
+from vision_msgs.msg import Detection2DArray
 
 from ros2_sixdpose.core.objects import model_names
 from ros2_sixdpose.detection.base import Detector, DetectorConfig
@@ -17,12 +18,12 @@ from ros2_sixdpose.detection.factory import make_detector
 from ros2_sixdpose.msg import DetectionArray
 from ros2_sixdpose.nodes import NODES
 from ros2_sixdpose.nodes.camera_node import RESULT_QOS, CameraNode, CameraNodeSettings, spin
-from ros2_sixdpose.nodes.conversions import detection_array_msg, image_msg
+from ros2_sixdpose.nodes.conversions import detection2d_array_msg, detection_array_msg, image_msg
 from ros2_sixdpose.nodes.overlay import draw_detections
 from ros2_sixdpose.nodes.params import declare_config
 from ros2_sixdpose.nodes.stages import OracleKeys
 from ros2_sixdpose.paths import resolve
-from ros2_sixdpose.topics import DETECTIONS_OVERLAY_TOPIC, DETECTIONS_TOPIC
+from ros2_sixdpose.topics import DETECTIONS_2D_TOPIC, DETECTIONS_OVERLAY_TOPIC, DETECTIONS_TOPIC
 
 
 @dataclass
@@ -48,6 +49,7 @@ class DetectorNode(CameraNode):
         self.detector: Detector | None = None  # built on configure
         self.keys: OracleKeys | None = None
         self._detections = self.create_publisher(DetectionArray, DETECTIONS_TOPIC, RESULT_QOS)
+        self._detections2d = self.create_publisher(Detection2DArray, DETECTIONS_2D_TOPIC, RESULT_QOS)
         self._overlay = self.create_publisher(Image, DETECTIONS_OVERLAY_TOPIC, RESULT_QOS)
         self.subscribe_camera(self.on_camera, self.inference_group)
 
@@ -78,6 +80,7 @@ class DetectorNode(CameraNode):
         if not self.active:  # deactivated while this frame was processed
             return
         self._detections.publish(detection_array_msg(detections, self.names, checked.header))
+        self._detections2d.publish(detection2d_array_msg(detections, self.names, checked.header))
         if self.settings.publish_overlay and self._overlay.get_subscription_count() > 0:
             overlay = draw_detections(checked.frame.rgb, detections, self.names)
             self._overlay.publish(image_msg(overlay, checked.header))

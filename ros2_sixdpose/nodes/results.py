@@ -1,4 +1,4 @@
-"""Publishing poses for manipulation: ObjectPoseArray, PoseStamped per object, TF, RViz markers, overlay image.
+"""Publishing poses for manipulation: ObjectPoseArray, Detection3DArray, PoseStamped per object, TF, markers, overlay.
 
 For each frame, every published instance gets a TF frame `sixdpose/<name>` (best instance of an object)
 or `sixdpose/<name>_<i>` (the others), child of the camera's optical frame (the image's frame_id). The
@@ -15,17 +15,20 @@ from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
+from vision_msgs.msg import Detection3DArray
 from visualization_msgs.msg import Marker, MarkerArray
 
 from ros2_sixdpose.core.messages import InstancePose
 from ros2_sixdpose.core.objects import ObjectRegistry, model_file_name
 from ros2_sixdpose.msg import ObjectPoseArray
 from ros2_sixdpose.nodes.camera_node import RESULT_QOS
-from ros2_sixdpose.nodes.conversions import image_msg, object_pose_array_msg, pose_msg, pose_stamped_msg, transform_msg
+from ros2_sixdpose.nodes.conversions import (detection3d_array_msg, image_msg, object_pose_array_msg, pose_msg,
+                                             pose_stamped_msg, transform_msg)
 from ros2_sixdpose.nodes.overlay import draw_poses, object_colour
 from ros2_sixdpose.nodes.tf import make_broadcaster
 from ros2_sixdpose.pipeline import Frame
-from ros2_sixdpose.topics import MARKERS_TOPIC, POSES_OVERLAY_TOPIC, POSES_TOPIC, TF_FRAME_PREFIX, object_pose_topic
+from ros2_sixdpose.topics import (DETECTIONS_3D_TOPIC, MARKERS_TOPIC, POSES_OVERLAY_TOPIC, POSES_TOPIC, TF_FRAME_PREFIX,
+                                  object_pose_topic)
 
 MM_TO_M = 0.001
 ROS_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # a token of a ROS topic name, also safe in TF frame ids
@@ -57,6 +60,7 @@ class ResultPublisher:
         self.registry = registry
         self.models_dir = models_dir
         self.poses = node.create_publisher(ObjectPoseArray, POSES_TOPIC, RESULT_QOS)
+        self.detections3d = node.create_publisher(Detection3DArray, DETECTIONS_3D_TOPIC, RESULT_QOS)
         self.pose_stamped = {model.name: node.create_publisher(PoseStamped, object_pose_topic(model.name), RESULT_QOS)
                              for model in registry}
         self.markers = node.create_publisher(MarkerArray, MARKERS_TOPIC, RESULT_QOS)
@@ -65,9 +69,10 @@ class ResultPublisher:
 
     def publish(self, header: Header, frame: Frame, poses: Sequence[InstancePose], tf: bool = True,
                 markers: bool = True, overlay: bool = True) -> None:
-        """Publish one frame's instances: the array always; PoseStamped and TF per instance; markers and overlay
+        """Publish one frame's instances: both arrays always; PoseStamped and TF per instance; markers and overlay
         (drawn only while someone subscribes) when asked."""
         self.poses.publish(object_pose_array_msg(poses, header))
+        self.detections3d.publish(detection3d_array_msg(poses, self.registry.models, header))
         for pose in poses:
             if pose.instance == 0:
                 self.pose_stamped[pose.name].publish(pose_stamped_msg(pose.T_cam_obj, header))
