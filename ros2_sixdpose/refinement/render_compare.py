@@ -1,10 +1,11 @@
 """GS-Pose's render-and-compare refiner (Cai et al. 2024), solved by Levenberg-Marquardt on a CPU.
 
-For each detection: cut a square crop around it; gather pose hypotheses (the estimator's pose, its flips
-that a silhouette cannot tell apart, and any the hypothesis source adds, e.g. retrieved templates); score
-each with one render; refine the best few by LM over a pose delta at a coarse crop size, then the winner at
-the full size; keep the pose with the lowest residual. The refined estimate's score is the final
-render-vs-image similarity (`compare.similarity`).
+For each detection: cut a square crop around it; gather starting poses (the estimator's and any the
+hypothesis source adds, e.g. retrieved templates); score each with one render at the coarse crop size;
+refine the best few by LM over a pose delta (`lm.py`) and keep the best by score; refine that one's
+180-degree flips a little too, as a silhouette can hardly tell them apart, and keep the best by score;
+refine the winner at the fine crop size. The refined estimate's score is the final render-vs-image
+similarity (`compare.score`).
 """
 from __future__ import annotations
 
