@@ -1,0 +1,196 @@
+"""The tracker: per object instance a small state machine over a per-frame refiner (initialise, track, lost).
+
+Each frame, every tracked instance is refined from its previous pose (or one predicted by a constant-velocity
+model); a score below `lost_score` for `lost_frames` frames in a row, or too little of the outline inside the
+image, makes it lost. When any instance is lost, none is tracked yet, or every `redetect_period` frames, the
+caller's initialiser (detector + estimator + refiner) runs on the frame: a detection near a tracked instance
+of the same object is that instance (ignored), one that no tracked instance explains re-initialises the
+nearest lost instance of its object (which keeps its id) or starts a new one. A symmetric object's output
+is the equivalent pose (`ObjectModel.symmetry_transforms`) closest to its previous output, so it never
+flips between poses that look the same.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ros2_sixdpose.core.camera import PinholeCamera
+from ros2_sixdpose.core.geometry import invert_pose
+from ros2_sixdpose.core.objects import ObjectModel
+from ros2_sixdpose.estimation.base import PoseEstimate
+from ros2_sixdpose.tracking.base import FrameRefiner
+
+logger = logging.getLogger(__name__)
+
+Initialiser = Callable[[], Sequence[PoseEstimate]]
+
+
+class TrackState(enum.Enum):
+    """Where an instance's track stands."""
+
+    TRACKED = "tracked"
+    LOST = "lost"
+
+
+@dataclass
+class TrackerConfig:
+    """Settings of the tracker's state machine (config/tracker.yaml)."""
+
+    lost_score: float = 0.3  # a frame whose refiner score is below this counts towards losing the track
+    lost_frames: int = 2  # consecutive low-score frames that lose a track
+    min_visible: float = 0.25  # share of the outline inside the image below which the track is lost at once
+    min_init_score: float = 0.0  # estimates below this score do not start or re-initialise a track
+    redetect_period: int = 30  # frames between initialiser runs that look for new instances; 0: only when needed
+    constant_velocity: bool = False  # predict each pose from the last two before refining
+    match_distance: float = 0.5  # x diameter: a detection this close to a tracked instance is that instance
+    forget_frames: int = 300  # a lost instance not re-found within this many frames is dropped (its id retired)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.lost_score <= 1 or not 0 <= self.min_visible <= 1 or self.lost_frames < 1:
+            raise ValueError(f"need lost_score, min_visible in [0, 1] and lost_frames >= 1, got {self.lost_score}, "
+                             f"{self.min_visible}, {self.lost_frames}")
+        if self.redetect_period < 0 or self.match_distance <= 0 or self.forget_frames < 1:
+            raise ValueError("need redetect_period >= 0, match_distance > 0 and forget_frames >= 1")
+
+
+@dataclass
+class Track:
+    """One object instance over frames: its stable id, state, last pose (4, 4) m and score."""
+
+    track_id: int
+    object_id: int
+    instance: int  # among the instances of its object, in order of first sight; stable like track_id
+    T_cam_obj: np.ndarray
+    score: float
+    state: TrackState = TrackState.TRACKED
+    refiner_state: Any = None
+    previous: np.ndarray | None = None  # the pose one frame earlier, for the constant-velocity prediction
+    low_frames: int = 0
+    lost_since: int = 0
+    age: int = 0
+
+
+@dataclass(frozen=True)
+class TrackedPose:
+    """One instance's output for a frame; method "estimate" when (re)initialised in it, "track" when tracked."""
+
+    track_id: int
+    object_id: int
+    instance: int
+    T_cam_obj: np.ndarray
+    score: float
+    state: TrackState
+    method: str
+
+
+@dataclass
+class TrackerStep:
+    """What one frame did: the poses of the tracked instances and whether the initialiser ran."""
+
+    poses: list[TrackedPose]
+    initialised: bool
+    tracks: list[Track] = field(default_factory=list)
+
+
+class Tracker:
+    """Tracks every instance of the objects in `models` with `refiner` (see the module docstring)."""
+
+    def __init__(self, refiner: FrameRefiner, models: Mapping[int, ObjectModel], config: TrackerConfig | None = None) -> None:
+        self.refiner = refiner
+        self.models = models
+        self.config = config or TrackerConfig()
+        self.tracks: list[Track] = []
+        self.frame_index = 0
+        self._next_id = 1
+        self._instances: dict[int, int] = {}  # object id -> instances seen so far
+        self._symmetries = {k: m.symmetry_transforms() for k, m in models.items()}
+
+    def reset(self) -> None:
+        """Forget every track (ids start again at 1)."""
+        self.tracks, self.frame_index, self._next_id, self._instances = [], 0, 1, {}
+
+    def update(self, rgb: np.ndarray, camera: PinholeCamera, initialise: Initialiser) -> TrackerStep:
+        """Track every instance into `rgb` (H, W, 3) uint8; run `initialise` when a track is needed."""
+        cfg = self.config
+        for track in self.tracks:
+            if track.state is TrackState.TRACKED:
+                self._track(track, rgb, camera)
+        need = (not any(t.state is TrackState.TRACKED for t in self.tracks)
+                or any(t.state is TrackState.LOST for t in self.tracks)
+                or (cfg.redetect_period > 0 and self.frame_index % cfg.redetect_period == 0))
+        started: set[int] = set()
+        if need:
+            started = self._initialise(initialise(), rgb, camera)
+        self.tracks = [t for t in self.tracks
+                       if t.state is TrackState.TRACKED or self.frame_index - t.lost_since < cfg.forget_frames]
+        self.frame_index += 1
+        poses = [TrackedPose(t.track_id, t.object_id, t.instance, t.T_cam_obj, t.score, t.state,
+                             "estimate" if t.track_id in started else "track")
+                 for t in self.tracks if t.state is TrackState.TRACKED]
+        return TrackerStep(poses, need, list(self.tracks))
+
+    def _track(self, track: Track, rgb: np.ndarray, camera: PinholeCamera) -> None:
+        """Refine one tracked instance into the new frame and update its state."""
+        cfg = self.config
+        start = track.T_cam_obj
+        if cfg.constant_velocity and track.previous is not None:
+            start = (track.T_cam_obj @ invert_pose(track.previous)) @ track.T_cam_obj
+        refined = self.refiner.track(track.refiner_state, rgb, camera, start)
+        track.previous = track.T_cam_obj
+        track.T_cam_obj = self._closest_equivalent(track.object_id, refined.T_cam_obj, track.T_cam_obj)
+        track.score = refined.score
+        track.age += 1
+        track.low_frames = track.low_frames + 1 if refined.score < cfg.lost_score else 0
+        if refined.visible < cfg.min_visible or track.low_frames >= cfg.lost_frames:
+            track.state, track.lost_since = TrackState.LOST, self.frame_index
+            logger.debug("track %d (object %d) lost: score %.2f, visible %.2f", track.track_id, track.object_id,
+                         refined.score, refined.visible)
+
+    def _initialise(self, estimates: Sequence[PoseEstimate], rgb: np.ndarray, camera: PinholeCamera) -> set[int]:
+        """Start or re-initialise tracks from the initialiser's estimates; the ids of the tracks (re)started."""
+        started: set[int] = set()
+        for estimate in sorted(estimates, key=lambda e: -e.score):
+            if not estimate.found or estimate.score < self.config.min_init_score or estimate.object_id not in self.models:
+                continue
+            radius = self.config.match_distance * self.models[estimate.object_id].diameter
+            same = [t for t in self.tracks if t.object_id == estimate.object_id]
+            t_new = estimate.T_cam_obj[:3, 3]
+
+            def distance(track: Track) -> float:
+                return float(np.linalg.norm(track.T_cam_obj[:3, 3] - t_new))
+            if any(t.state is TrackState.TRACKED and distance(t) < radius for t in same):
+                continue  # an instance already tracked (or just started from a better estimate)
+            lost = [t for t in same if t.state is TrackState.LOST]
+            track = min(lost, key=distance) if lost else None
+            if track is None:
+                instance = self._instances.get(estimate.object_id, 0)
+                track = Track(self._next_id, estimate.object_id, instance, estimate.T_cam_obj, estimate.score)
+                self._next_id += 1
+                self._instances[estimate.object_id] = instance + 1
+                self.tracks.append(track)
+            T = estimate.T_cam_obj if track.state is TrackState.TRACKED else self._closest_equivalent(
+                estimate.object_id, estimate.T_cam_obj, track.T_cam_obj)
+            track.T_cam_obj, track.previous, track.score = T, None, estimate.score
+            track.state, track.low_frames = TrackState.TRACKED, 0
+            track.refiner_state = self.refiner.start(estimate.object_id, rgb, camera, T)
+            started.add(track.track_id)
+        return started
+
+    def _closest_equivalent(self, object_id: int, T: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        """T's symmetric equivalent closest to `reference` for this object."""
+        return closest_equivalent(T, reference, self._symmetries[object_id])
+
+
+def closest_equivalent(T: np.ndarray, reference: np.ndarray, symmetries: np.ndarray) -> np.ndarray:
+    """Of T's (4, 4) equivalents T S over `symmetries` (K, 4, 4), the one whose rotation is closest to `reference`."""
+    if len(symmetries) == 1:
+        return T
+    candidates = T @ symmetries
+    # trace(R_ref^T R_k) grows as the angle between them shrinks.
+    traces = np.einsum("ij,kij->k", reference[:3, :3], candidates[:, :3, :3])
+    return candidates[int(np.argmax(traces))]
