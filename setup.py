@@ -13,6 +13,7 @@ setup(
             "sixdpose = ros2_sixdpose.cli:main",
             "detector_node = ros2_sixdpose.nodes.detector_node:main",
             "pose_estimator_node = ros2_sixdpose.nodes.pose_estimator_node:main",
+            "tracker_node = ros2_sixdpose.nodes.tracker_node:main",
         ],
     },
 )
