@@ -10,6 +10,7 @@ from ros2_sixdpose.core.objects import load_models
 from ros2_sixdpose.data.bop import BopSplit, read_rgb
 from ros2_sixdpose.data.camera_paths import CameraConfig
 from ros2_sixdpose.data.synth import SceneConfig, SynthConfig, generate_split
+from ros2_sixdpose.detection.base import Detection
 from ros2_sixdpose.estimation.base import PoseEstimate
 from ros2_sixdpose.evaluation.tracking import track_scene
 from ros2_sixdpose.tracking.factory import TrackingConfig
@@ -104,7 +105,7 @@ def test_lost_track_is_reinitialised_under_its_id(models, duck_tracker, two_duck
     def initialise():
         calls.append(1)
         return [PoseEstimate(g.obj_id, g.T_cam_obj, 0.9, "ground_truth") for g in gt]
-    tracker = Tracker(duck_tracker, {DUCK: models[DUCK]}, TrackerConfig(redetect_period=0))
+    tracker = Tracker(duck_tracker, {DUCK: models[DUCK]}, TrackerConfig(redetect_period=0, reinit_period=1))
     rgb0 = read_rgb(two_ducks.rgb_path(0, 0))
     first = tracker.update(rgb0, camera, initialise)
     assert [p.method for p in first.poses] == ["estimate", "estimate"] and len(calls) == 1
@@ -119,6 +120,20 @@ def test_lost_track_is_reinitialised_under_its_id(models, duck_tracker, two_duck
     assert {p.track_id for p in third.poses} == ids
     assert {p.track_id: p.method for p in third.poses}[lost_id] == "estimate"
     assert all(t.state is TrackState.TRACKED for t in tracker.tracks)
+
+
+def test_detections_of_tracked_instances_need_no_estimate(models, duck_tracker, two_ducks):
+    """Only a detection that no tracked instance explains goes to the estimator (periodic re-detection is cheap)."""
+    scene = two_ducks.read_scene(0)
+    camera = PinholeCamera(scene.camera[0].K, 640, 480)
+    tracker = Tracker(duck_tracker, {DUCK: models[DUCK]})
+    tracker.update(read_rgb(two_ducks.rgb_path(0, 0)), camera,
+                   lambda: [PoseEstimate(DUCK, scene.gt[0][0].T_cam_obj, 0.9, "ground_truth")])
+    info = scene.gt_info[0]
+    mask = np.zeros((480, 640), dtype=bool)
+    detections = [Detection(DUCK, np.array([x, y, x + w, y + h], dtype=float), mask, 0.9)
+                  for x, y, w, h in (i.bbox_obj for i in info)]
+    assert tracker.unexplained(detections, camera) == [detections[1]]  # the second duck is not tracked yet
 
 
 def test_symmetric_object_keeps_the_equivalent_pose_closest_to_the_last(models):

@@ -107,7 +107,9 @@ class TrackerNode(CameraNode):
         seconds: dict[str, float] = {}
 
         def initialise():
-            result = self.pipeline.process(checked.frame)
+            # Only what no track explains is estimated: a periodic re-detection then costs the detector alone.
+            result = self.pipeline.process(checked.frame,
+                                           lambda detections: self.tracker.unexplained(detections, checked.frame.camera))
             seconds.update(result.seconds)
             return result.poses
         try:
