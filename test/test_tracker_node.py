@@ -12,16 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
 
 from ros2_sixdpose.config import load_config
 from ros2_sixdpose.core.geometry import rotation_angle
 from ros2_sixdpose.core.messages import matrix_from_pose
 from ros2_sixdpose.core.metrics import add_s
-from ros2_sixdpose.core.objects import ObjectRegistry, load_models
+from ros2_sixdpose.core.objects import load_models
 from ros2_sixdpose.data.bop import BopSplit
 from ros2_sixdpose.data.synth import SynthConfig, generate_split
-from test_nodes import BIN, NodeProcess, Probe, _deployment_file, _frame
+from test_nodes import BIN, NodeProcess, _deployment_file, _frame, probe  # noqa: F401 (probe: a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 TORUS = 8
@@ -40,15 +39,6 @@ def sequence(tmp_path_factory):
     generate_split(root / "data", "test", 1, FRAMES, SEED, config, ROOT / "assets/models", object_ids=[TORUS],
                    sequence=True, progress=False)
     return root
-
-
-@pytest.fixture(scope="module")
-def probe():
-    rclpy.init()
-    try:
-        yield Probe([model.name for model in ObjectRegistry.from_dir(ROOT / "assets/models")])
-    finally:
-        rclpy.shutdown()
 
 
 @pytest.fixture(scope="module")
