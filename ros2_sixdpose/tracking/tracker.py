@@ -60,6 +60,7 @@ class TrackerConfig:
     # it and needs no estimate: a periodic re-detection costs the detector alone while nothing new appears.
     explained_iou: float = 0.3
     forget_frames: int = 300  # a lost instance not re-found within this many frames is dropped (its id retired)
+    confirm_frames: int = 5  # a track lost within this many frames of its (re)start is dropped at once
 
     def __post_init__(self) -> None:
         if not 0 <= self.lost_score <= 1 or not 0 <= self.min_visible <= 1 or self.lost_frames < 1:
@@ -85,7 +86,7 @@ class Track:
     previous: np.ndarray | None = None  # the pose one frame earlier, for the constant-velocity prediction
     low_frames: int = 0
     lost_since: int = 0
-    age: int = 0
+    age: int = 0  # frames tracked since the last (re)initialisation
 
 
 @dataclass(frozen=True)
@@ -143,8 +144,10 @@ class Tracker:
         if need:
             self._last_initialised = self.frame_index
             started = self._initialise(initialise(), rgb, camera)
-        self.tracks = [t for t in self.tracks
-                       if t.state is TrackState.TRACKED or self.frame_index - t.lost_since < cfg.forget_frames]
+        # A track lost within confirm_frames of its start was a wrong estimate or a false detection: dropped, not
+        # looked for again (each look costs an initialisation).
+        self.tracks = [t for t in self.tracks if t.state is TrackState.TRACKED
+                       or (t.age >= cfg.confirm_frames and self.frame_index - t.lost_since < cfg.forget_frames)]
         self.frame_index += 1
         poses = [TrackedPose(t.track_id, t.object_id, t.instance, t.T_cam_obj, t.score, t.state,
                              "estimate" if t.track_id in started else "track")
@@ -206,7 +209,7 @@ class Tracker:
             T = estimate.T_cam_obj if track.state is TrackState.TRACKED else self._closest_equivalent(
                 estimate.object_id, estimate.T_cam_obj, track.T_cam_obj)
             track.T_cam_obj, track.previous, track.score = T, None, estimate.score
-            track.state, track.low_frames = TrackState.TRACKED, 0
+            track.state, track.low_frames, track.age = TrackState.TRACKED, 0, 0
             track.refiner_state = self.refiner.start(estimate.object_id, rgb, camera, T)
             started.add(track.track_id)
         return started
