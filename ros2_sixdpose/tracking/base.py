@@ -7,6 +7,7 @@ predicted) pose alone.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,5 +35,9 @@ class FrameRefiner(abc.ABC):
         """Per-instance state for an instance of `obj_id` at T_cam_obj (4, 4) in `rgb` (H, W, 3) uint8."""
 
     @abc.abstractmethod
-    def track(self, state: Any, rgb: np.ndarray, camera: PinholeCamera, T_cam_obj: np.ndarray) -> RefinedPose:
-        """The instance's pose in `rgb`, starting from T_cam_obj (4, 4) (the previous or a predicted pose)."""
+    def track(self, state: Any, rgb: np.ndarray, camera: PinholeCamera, T_cam_obj: np.ndarray,
+              others: Sequence[tuple[int, np.ndarray]] = ()) -> RefinedPose:
+        """The instance's pose in `rgb`, starting from T_cam_obj (4, 4) (the previous or a predicted pose).
+
+        `others`: the other tracked instances [(obj_id, T_cam_obj (4, 4))], which may occlude this one.
+        """

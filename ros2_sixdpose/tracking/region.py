@@ -123,8 +123,10 @@ class RegionModality:
         # Candidate contour positions (segment boundaries), in segments from the line centre.
         self._positions = np.arange(config.distribution_length) + F / 2.0 - self._first
 
-    def correspondences(self, rgb: np.ndarray, T: np.ndarray, K: np.ndarray, iteration: int) -> Lines:
-        """The correspondence lines of `rgb` (H, W, 3) uint8 at pose T (4, 4), for correspondence iteration k."""
+    def correspondences(self, rgb: np.ndarray, T: np.ndarray, K: np.ndarray, iteration: int,
+                        occlusion: np.ndarray | None = None) -> Lines:
+        """The correspondence lines of `rgb` (H, W, 3) uint8 at pose T (4, 4), for correspondence iteration k;
+        a line whose central window (the step function's length) meets `occlusion` (H, W) bool is left out."""
         cfg = self.config
         k = min(iteration, len(cfg.scales) - 1)
         scale, sigma_min = cfg.scales[k], cfg.standard_deviations[k]
@@ -140,6 +142,11 @@ class RegionModality:
         inside = ((samples[..., 0] >= 0) & (samples[..., 0] < w) & (samples[..., 1] >= 0)
                   & (samples[..., 1] < h)).all(axis=1)
         valid &= inside
+        if occlusion is not None:
+            F = cfg.function_length
+            window = np.abs(offsets) <= F / 2.0 * scale
+            central = np.clip(samples[:, window], 0, [w - 1, h - 1])
+            valid &= ~occlusion[central[..., 1], central[..., 0]].any(axis=1)
         index = np.flatnonzero(valid)
         samples = samples[index]
         log_f, log_b = self.histograms.log_likelihoods(self.histograms.bins(rgb, samples))
@@ -178,18 +185,20 @@ class RegionModality:
         hessian = -(J * weight[:, None]).T @ J
         return gradient, hessian
 
-    def learn(self, rgb: np.ndarray, T: np.ndarray, K: np.ndarray) -> None:
-        """Update the colour histograms from the pixels inside and outside the contour at pose T."""
+    def learn(self, rgb: np.ndarray, T: np.ndarray, K: np.ndarray, occlusion: np.ndarray | None = None) -> None:
+        """Update the colour histograms from the pixels inside and outside the contour at pose T (not occluded)."""
         cfg = self.config
         p = project_view(self.model, self.model.closest_view(T), T, K)
         steps = np.arange(np.ceil(cfg.unconsidered_line_length), np.floor(cfg.max_considered_line_length) + 1)
-        f_bins = self._run_bins(rgb, p, -steps, np.minimum(p.foreground_px, cfg.max_considered_line_length))
-        b_bins = self._run_bins(rgb, p, steps, np.minimum(p.background_px, cfg.max_considered_line_length))
+        f_bins = self._run_bins(rgb, p, -steps, np.minimum(p.foreground_px, cfg.max_considered_line_length), occlusion)
+        b_bins = self._run_bins(rgb, p, steps, np.minimum(p.background_px, cfg.max_considered_line_length), occlusion)
         self.histograms.update(f_bins, b_bins)
 
-    def score(self, rgb: np.ndarray, T: np.ndarray, K: np.ndarray) -> tuple[float, float]:
+    def score(self, rgb: np.ndarray, T: np.ndarray, K: np.ndarray,
+              occlusion: np.ndarray | None = None) -> tuple[float, float]:
         """(contrast, visible share) at pose T: how well the histograms separate the pixels just inside from those
-        just outside the contour (0: not at all, 1: perfectly), and the share of contour points in the image."""
+        just outside the contour (0: not at all, 1: perfectly), and the share of contour points in the image and
+        not under `occlusion` (H, W) bool."""
         n = self.config.score_length
         p = project_view(self.model, self.model.closest_view(T), T, K)
         steps = np.arange(1, n + 1, dtype=np.float64)
@@ -200,6 +209,9 @@ class RegionModality:
         for s in (inner, outer):
             ok &= ((s[..., 0] >= 0) & (s[..., 0] < w) & (s[..., 1] >= 0) & (s[..., 1] < h)).all(axis=1)
         ok &= p.points_cam[:, 2] > 0
+        if occlusion is not None:
+            centre = np.clip(np.round(p.uv).astype(np.int64), 0, [w - 1, h - 1])
+            ok &= ~occlusion[centre[:, 1], centre[:, 0]]
         visible = float(ok.mean())
         if not ok.any():
             return 0.0, 0.0
@@ -208,10 +220,14 @@ class RegionModality:
                            + 1.0 - posterior(self.histograms.bins(rgb, outer[ok])).mean())
         return float(np.clip(2.0 * agreement - 1.0, 0.0, 1.0)), visible
 
-    def _run_bins(self, rgb: np.ndarray, p: Projection, steps: np.ndarray, limit: np.ndarray) -> np.ndarray:
-        """Histogram bins of the pixels at `steps` (S,) px along each normal, up to each line's `limit` (N,) px."""
+    def _run_bins(self, rgb: np.ndarray, p: Projection, steps: np.ndarray, limit: np.ndarray,
+                  occlusion: np.ndarray | None) -> np.ndarray:
+        """Histogram bins of the pixels at `steps` (S,) px along each normal, up to each line's `limit` (N,) px,
+        leaving out those under `occlusion`."""
         h, w = rgb.shape[:2]
         uv = np.round(p.uv[:, None, :] + steps[None, :, None] * p.normals[:, None, :]).astype(np.int64)
         keep = (np.abs(steps)[None, :] <= limit[:, None]) & (uv[..., 0] >= 0) & (uv[..., 0] < w) & (
             uv[..., 1] >= 0) & (uv[..., 1] < h) & (p.points_cam[:, None, 2] > 0)
+        if occlusion is not None:
+            keep[keep] &= ~occlusion[uv[keep][:, 1], uv[keep][:, 0]]
         return self.histograms.bins(rgb, uv[keep])

@@ -7,9 +7,10 @@ regularised Newton steps, then a histogram update (the loop of SRT3D, Stoiber et
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ros2_sixdpose.core.camera import PinholeCamera
@@ -17,7 +18,7 @@ from ros2_sixdpose.core.objects import ObjectModel
 from ros2_sixdpose.tracking.base import FrameRefiner, RefinedPose
 from ros2_sixdpose.tracking.model import SparseViewModel, load_or_build_models
 from ros2_sixdpose.tracking.optimizer import apply_variation, newton_step
-from ros2_sixdpose.tracking.region import RegionModality
+from ros2_sixdpose.tracking.region import RegionModality, project_view
 from ros2_sixdpose.tracking.settings import RegionConfig
 
 logger = logging.getLogger(__name__)
@@ -42,19 +43,34 @@ class RegionTracker(FrameRefiner):
         modality.learn(rgb, T_cam_obj, camera.K)
         return modality
 
-    def track(self, state: RegionModality, rgb: np.ndarray, camera: PinholeCamera,
-              T_cam_obj: np.ndarray) -> RefinedPose:
-        """The pose in `rgb` reached from T_cam_obj (4, 4), its score, and the histograms updated at it."""
+    def track(self, state: RegionModality, rgb: np.ndarray, camera: PinholeCamera, T_cam_obj: np.ndarray,
+              others: Sequence[tuple[int, np.ndarray]] = ()) -> RefinedPose:
+        """The pose in `rgb` reached from T_cam_obj (4, 4), its score, and the histograms updated at it; lines and
+        pixels that the silhouettes of `others` nearer the camera cover are left out."""
         K = camera.K
         T = np.asarray(T_cam_obj, dtype=np.float64)
+        occlusion = self._occlusion(T, camera, others)
         for iteration in range(len(self.config.scales)):
-            lines = state.correspondences(rgb, T, K, iteration)
+            lines = state.correspondences(rgb, T, K, iteration, occlusion)
             if len(lines.index) < 6:
                 break  # too few lines to pin six degrees of freedom: keep the pose, the score tells
             for _ in range(self.config.n_update_iterations):
                 gradient, hessian = state.gradient_hessian(lines, T, K)
                 T = apply_variation(T, newton_step(gradient, hessian, self.config))
-        contrast, visible = state.score(rgb, T, K)
+        contrast, visible = state.score(rgb, T, K, occlusion)
         if visible > 0:
-            state.learn(rgb, T, K)
+            state.learn(rgb, T, K, occlusion)
         return RefinedPose(T, contrast * visible, visible)
+
+    def _occlusion(self, T: np.ndarray, camera: PinholeCamera,
+                   others: Sequence[tuple[int, np.ndarray]]) -> np.ndarray | None:
+        """(H, W) bool: the silhouettes (closest view's contour polygons) of the `others` nearer than T, or None."""
+        nearer = [(obj_id, T_o) for obj_id, T_o in others if obj_id in self.views and T_o[2, 3] < T[2, 3]]
+        if not nearer:
+            return None
+        mask = np.zeros((camera.height, camera.width), dtype=np.uint8)
+        for obj_id, T_o in nearer:
+            model = self.views[obj_id]
+            uv = project_view(model, model.closest_view(T_o), T_o, camera.K).uv
+            cv2.fillPoly(mask, [np.round(uv).astype(np.int32)], 1)
+        return mask.astype(bool)

@@ -8,6 +8,7 @@ previous pose's projection. Its score is the refiner's render-vs-image similarit
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,8 +45,10 @@ class RenderCompareTracker(FrameRefiner):
             raise ValueError(f"unknown obj_id {obj_id}; the tracker has models of {sorted(self.models)}")
         return _Instance(obj_id)
 
-    def track(self, state: _Instance, rgb: np.ndarray, camera: PinholeCamera, T_cam_obj: np.ndarray) -> RefinedPose:
-        """Refine from T_cam_obj (4, 4) against the detection that matches it; score 0 when none does."""
+    def track(self, state: _Instance, rgb: np.ndarray, camera: PinholeCamera, T_cam_obj: np.ndarray,
+              others: Sequence[tuple[int, np.ndarray]] = ()) -> RefinedPose:
+        """Refine from T_cam_obj (4, 4) against the detection that matches it; score 0 when none does (`others`
+        are not needed: the detection masks already leave occluders out)."""
         detection = self._matching_detection(state.object_id, rgb, camera, T_cam_obj)
         if detection is None:
             return RefinedPose(T_cam_obj, 0.0, self._visible(state.object_id, camera, T_cam_obj))

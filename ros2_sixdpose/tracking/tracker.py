@@ -173,7 +173,9 @@ class Tracker:
         start = track.T_cam_obj
         if cfg.constant_velocity and track.previous is not None:
             start = (track.T_cam_obj @ invert_pose(track.previous)) @ track.T_cam_obj
-        refined = self.refiner.track(track.refiner_state, rgb, camera, start)
+        others = [(t.object_id, t.T_cam_obj) for t in self.tracks
+                  if t is not track and t.state is TrackState.TRACKED]
+        refined = self.refiner.track(track.refiner_state, rgb, camera, start, others)
         track.previous = track.T_cam_obj
         track.T_cam_obj = self._closest_equivalent(track.object_id, refined.T_cam_obj, track.T_cam_obj)
         track.score = refined.score
