@@ -49,7 +49,7 @@ class RegionTracker(FrameRefiner):
         pixels that the silhouettes of `others` nearer the camera cover are left out."""
         K = camera.K
         T = np.asarray(T_cam_obj, dtype=np.float64)
-        occlusion = self._occlusion(T, camera, others)
+        occlusion = self.occlusion_mask(T, camera, others)
         for iteration in range(len(self.config.scales)):
             lines = state.correspondences(rgb, T, K, iteration, occlusion)
             if len(lines.index) < 6:
@@ -62,7 +62,7 @@ class RegionTracker(FrameRefiner):
             state.learn(rgb, T, K, occlusion)
         return RefinedPose(T, contrast * visible, visible)
 
-    def _occlusion(self, T: np.ndarray, camera: PinholeCamera,
+    def occlusion_mask(self, T: np.ndarray, camera: PinholeCamera,
                    others: Sequence[tuple[int, np.ndarray]]) -> np.ndarray | None:
         """(H, W) bool: the silhouettes (closest view's contour polygons) of the `others` nearer than T, or None."""
         nearer = [(obj_id, T_o) for obj_id, T_o in others if obj_id in self.views and T_o[2, 3] < T[2, 3]]
