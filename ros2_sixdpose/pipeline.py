@@ -77,7 +77,8 @@ class Pipeline:
         return cls(make_detector(detector, root), make_estimator(estimator, root),
                    make_refiner(refiner, root) if refiner is not None else None)
 
-    def process(self, frame: Frame, select: Callable[[list[Detection]], list[Detection]] | None = None) -> FrameResult:
+    def process(self, frame: Frame,
+                select: Callable[[list[Detection]], list[Detection]] | None = None) -> FrameResult:
         """Detect the objects in `frame`, estimate their poses and refine them.
 
         `select` keeps the detections worth estimating (the tracker's: those no tracked instance explains).

@@ -108,8 +108,8 @@ class TrackerNode(CameraNode):
 
         def initialise():
             # Only what no track explains is estimated: a periodic re-detection then costs the detector alone.
-            result = self.pipeline.process(checked.frame,
-                                           lambda detections: self.tracker.unexplained(detections, checked.frame.camera))
+            camera = checked.frame.camera
+            result = self.pipeline.process(checked.frame, lambda found: self.tracker.unexplained(found, camera))
             seconds.update(result.seconds)
             return result.poses
         try:

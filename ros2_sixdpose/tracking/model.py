@@ -102,7 +102,8 @@ def fibonacci_sphere(n: int) -> np.ndarray:
     return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
 
 
-def build_model(model: ObjectModel, renderer: Renderer, config: RegionConfig, progress: bool = False) -> SparseViewModel:
+def build_model(model: ObjectModel, renderer: Renderer, config: RegionConfig,
+                progress: bool = False) -> SparseViewModel:
     """Render `config.n_viewpoints` depth views of `model` (uploaded to `renderer` under model.obj_id) and keep
     `config.n_points` contour points of each."""
     center = np.asarray(model.bbox_min, dtype=np.float64) + np.asarray(model.bbox_size, dtype=np.float64) / 2.0

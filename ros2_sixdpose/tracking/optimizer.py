@@ -13,7 +13,8 @@ from ros2_sixdpose.tracking.settings import RegionConfig
 
 
 def newton_step(gradient: np.ndarray, hessian: np.ndarray, config: RegionConfig) -> np.ndarray:
-    """theta (6,) = (-H + diag(lambda_r I3, lambda_t I3))^-1 g for the log-likelihood's gradient (6,) and Hessian (6, 6)."""
+    """theta (6,) = (-H + diag(lambda_r I3, lambda_t I3))^-1 g, from the log-likelihood's gradient g (6,) and
+    Hessian H (6, 6)."""
     regularised = -hessian + np.diag([config.tikhonov_rotation] * 3 + [config.tikhonov_translation] * 3)
     try:
         return np.linalg.solve(regularised, gradient)

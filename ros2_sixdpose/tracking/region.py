@@ -174,8 +174,8 @@ class RegionModality:
         uv = Xc[:, :2] / z[:, None] * np.array([fx, fy]) + K[:2, 2]
         distance = np.einsum("lk,lk->l", lines.normals, uv - lines.centers)
         # d distance / d camera point: n^T d(uv)/d(Xc).
-        dd_dXc = np.column_stack([lines.normals[:, 0] * fx / z, lines.normals[:, 1] * fy / z,
-                                  -(lines.normals[:, 0] * fx * Xc[:, 0] + lines.normals[:, 1] * fy * Xc[:, 1]) / z ** 2])
+        nu, nv = lines.normals[:, 0] * fx, lines.normals[:, 1] * fy
+        dd_dXc = np.column_stack([nu / z, nv / z, -(nu * Xc[:, 0] + nv * Xc[:, 1]) / z ** 2])
         # d Xc / d theta_t = R, d Xc / d theta_r = -R [X]x, so d / d theta_r = (X x (R^T g)) ... row form below.
         a = dd_dXc @ R  # (L, 3): gradient w.r.t. a model-frame translation
         J = np.column_stack([np.cross(X, a), a])  # (L, 6)

@@ -114,7 +114,8 @@ class TrackerStep:
 class Tracker:
     """Tracks every instance of the objects in `models` with `refiner` (see the module docstring)."""
 
-    def __init__(self, refiner: FrameRefiner, models: Mapping[int, ObjectModel], config: TrackerConfig | None = None) -> None:
+    def __init__(self, refiner: FrameRefiner, models: Mapping[int, ObjectModel],
+                 config: TrackerConfig | None = None) -> None:
         self.refiner = refiner
         self.models = models
         self.config = config or TrackerConfig()
@@ -190,7 +191,8 @@ class Tracker:
         """Start or re-initialise tracks from the initialiser's estimates; the ids of the tracks (re)started."""
         started: set[int] = set()
         for estimate in sorted(estimates, key=lambda e: -e.score):
-            if not estimate.found or estimate.score < self.config.min_init_score or estimate.object_id not in self.models:
+            usable = estimate.found and estimate.score >= self.config.min_init_score
+            if not usable or estimate.object_id not in self.models:
                 continue
             radius = self.config.match_distance * self.models[estimate.object_id].diameter
             same = [t for t in self.tracks if t.object_id == estimate.object_id]
