@@ -11,10 +11,16 @@ export MESA_SHADER_CACHE_DIR ?= $(CURDIR)/out/mesa_cache
 MSG_FILES := $(wildcard msg/*.msg)
 TF2_MSGS_FILES := ros/tf2_msgs/package.xml ros/tf2_msgs/CMakeLists.txt $(wildcard ros/tf2_msgs/msg/*.msg)
 
-.PHONY: setup test demo bench clean
+.PHONY: setup system test demo bench clean
 
-setup: $(VENV)/.stamp-deps install/.stamp-msgs assets/models/.stamp
+setup: system $(VENV)/.stamp-deps install/.stamp-msgs assets/models/.stamp assets/gaussians/.stamp out/retrieval_banks/.stamp
 
+# The system packages the build needs (compiler, CMake, Python venv, iproute2, headless OpenGL): installed
+# when run as root, else the command that would install them is printed.
+system:
+	scripts/check_system.sh $(PYTHON)
+
+$(VENV)/.stamp-deps: | system
 $(VENV)/.stamp-deps: requirements.txt requirements-ros.txt constraints.txt setup.py scripts/fix_ros_cmake_paths.py
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) -r requirements.txt -r requirements-ros.txt
@@ -41,6 +47,17 @@ install/.stamp-msgs: $(VENV)/.stamp-deps $(MSG_FILES) CMakeLists.txt package.xml
 
 assets/models/.stamp: $(VENV)/.stamp-deps ros2_sixdpose/data/objectset.py ros2_sixdpose/data/ply.py ros2_sixdpose/core/objects.py
 	$(VENV)/bin/sixdpose objects build --out assets/models
+	touch $@
+
+# Template banks of the refiner's retrieval (about 17 s): cached here so that nodes and tests start in seconds.
+out/retrieval_banks/.stamp: assets/models/.stamp config/refiner.yaml $(wildcard ros2_sixdpose/estimation/retrieval/*.py)
+	$(VENV)/bin/sixdpose objects banks --config config/refiner.yaml
+	touch $@
+
+# 3D Gaussian objects of the object set (GS-Pose's refiner renders them); a few minutes on one core.
+GAUSSIAN_SOURCES := $(wildcard ros2_sixdpose/core/gaussian*.py ros2_sixdpose/core/splat*.py) config/gaussians.yaml
+assets/gaussians/.stamp: assets/models/.stamp $(GAUSSIAN_SOURCES)
+	$(VENV)/bin/sixdpose objects gaussians --models assets/models --out assets/gaussians
 	touch $@
 
 test: setup

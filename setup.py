@@ -11,9 +11,9 @@ setup(
     entry_points={
         "console_scripts": [
             "sixdpose = ros2_sixdpose.cli:main",
-            "detector_node = ros2_sixdpose.nodes.detector_node:main",
-            "pose_estimator_node = ros2_sixdpose.nodes.pose_estimator_node:main",
-            "tracker_node = ros2_sixdpose.nodes.tracker_node:main",
+            "detector_node = ros2_sixdpose.nodes.start:detector_node",
+            "pose_estimator_node = ros2_sixdpose.nodes.start:pose_estimator_node",
+            "tracker_node = ros2_sixdpose.nodes.start:tracker_node",
         ],
     },
 )

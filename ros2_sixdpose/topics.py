@@ -23,6 +23,7 @@ TF_FRAME_PREFIX = "sixdpose"
 
 # A node's frame counters in its DiagnosticStatus: counter name -> key.
 FRAME_COUNT_KEYS = {"received": "frames received", "answered": "frames answered", "rejected": "frames rejected"}
+DROPPED_KEY = "frames dropped"  # images newer ones replaced before the node took them (busy node, bursts)
 
 
 def object_pose_topic(object_name: str) -> str:

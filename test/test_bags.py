@@ -237,6 +237,10 @@ def test_image_conversions_honour_encoding_step_and_byte_order():
     truncated.data = truncated.data[:40]
     with pytest.raises(ValueError, match="needs 45 bytes"):
         rgb_from_image(truncated)
+    padded = _image("rgb8", rgb)  # data longer than step x height: width, height or step is not the sender's
+    padded.data = np.concatenate([padded.data, np.zeros(3, np.uint8)])
+    with pytest.raises(ValueError, match="needs 45 bytes, got 48"):
+        rgb_from_image(padded)
     with pytest.raises(ValueError, match="not supported"):
         depth_from_image(_image("rgb8", rgb))
 

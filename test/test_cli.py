@@ -6,11 +6,13 @@ took 3.8 s here; without, about 0.3 s).
 """
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from ros2_sixdpose.cli import build_parser
+from ros2_sixdpose.cli import EXIT_INTERRUPTED, build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "pybullet", "moderngl", "rclpy")
@@ -24,16 +26,18 @@ HELP_COMMANDS = [
 COLUMNS = "100"  # argparse wraps help to the terminal's width; the same width here and in the child
 
 
-def _python(code: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": COLUMNS, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, cwd=ROOT,
+SIXDPOSE = "import sys; from ros2_sixdpose.cli import main; sys.argv[0] = 'sixdpose'; sys.exit(main())"
+ENV = {**os.environ, "COLUMNS": COLUMNS, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
+def _python(code: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=ENV, cwd=cwd,
                           timeout=120)
 
 
 def test_top_level_help_prints_exactly_the_help_text(monkeypatch):
     # The console script's own code path: main() reads sys.argv.
-    done = _python("import sys; from ros2_sixdpose.cli import main; sys.argv[0] = 'sixdpose'; sys.exit(main())",
-                   "--help")
+    done = _python(SIXDPOSE, "--help")
     assert done.returncode == 0, done.stderr
     monkeypatch.setenv("COLUMNS", COLUMNS)
     assert done.stdout == build_parser().format_help()
@@ -62,3 +66,24 @@ def test_every_subcommand_is_in_the_help_list():
     parser = build_parser()
     choices = next(a for a in parser._actions if a.dest == "command").choices
     assert sorted(choices) == sorted({argv[0] for argv in HELP_COMMANDS if argv})
+
+
+def test_a_user_error_is_one_line_from_any_folder_and_debug_shows_the_traceback(tmp_path):
+    argv = ["eval", "detector", "--dataset", "no_such_dataset", "--split", "test", "--out", "o"]
+    done = _python(SIXDPOSE, *argv, cwd=tmp_path)  # not the checkout: the config's weights are still found
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "FileNotFoundError:" in done.stderr and "no_such_dataset" in done.stderr, done.stderr
+    debug = _python(SIXDPOSE, "--debug", *argv, cwd=tmp_path)
+    assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
+
+
+def test_ctrl_c_ends_a_command_with_one_line(tmp_path):
+    argv = ["synth", "--out", str(tmp_path), "--split", "test", "--scenes", "50", "--images-per-scene", "5",
+            "--seed", "1", "--no-progress"]
+    process = subprocess.Popen([sys.executable, "-c", SIXDPOSE, *argv], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=ENV, cwd=tmp_path)
+    time.sleep(4.0)  # inside the command: imports done or under way, scenes being made
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == EXIT_INTERRUPTED, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr, stderr

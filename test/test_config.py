@@ -57,6 +57,7 @@ def test_missing_file_is_named(tmp_path):
     ("ros2_sixdpose.detection.base.DetectorConfig", "detector.yaml"),
     ("ros2_sixdpose.estimation.factory.EstimatorConfig", "estimator.yaml"),
     ("ros2_sixdpose.data.synth.SynthConfig", "synth.yaml"),
+    ("ros2_sixdpose.refinement.factory.RefinerConfig", "refiner.yaml"),
 ])
 def test_code_defaults_equal_the_shipped_configuration(cls, name):
     module, _, class_name = cls.rpartition(".")

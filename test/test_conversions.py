@@ -44,7 +44,7 @@ from ros2_sixdpose.nodes.conversions import (
     time_msg,
     transform_msg,
 )
-from ros2_sixdpose.nodes.deployment import load_deployment, parameter_file_content
+from ros2_sixdpose.nodes.deployment import load_deployment, parameter_file_content, with_parameters
 from ros2_sixdpose.nodes.health import MAX_DISTINCT_PROBLEMS, FrameCounters, LatencyStats, ProblemLog, diagnostic_status
 from ros2_sixdpose.nodes.instances import number_instances
 from ros2_sixdpose.nodes.overlay import draw_detections, draw_poses, silhouette
@@ -378,6 +378,13 @@ def test_deployment_topics_remappings_and_errors(tmp_path):
             load_deployment(path)
     with pytest.raises(FileNotFoundError):
         load_deployment(tmp_path / "missing.yaml")
+    # Parameters for a whole deployment (`sixdpose replay --param`): a stage's only where that stage runs, as
+    # a node refuses parameters it does not declare.
+    split = with_parameters(load_deployment(Path(__file__).resolve().parents[1] / "config/nodes_split.yaml"),
+                            {"estimator.nocs.threads": 1, "detector.threads": 1, "diagnostics_period": 0.5})
+    detector, estimator = split.nodes
+    assert "estimator.nocs.threads" not in detector.parameters and detector.parameters["detector.threads"] == 1
+    assert estimator.parameters["estimator.nocs.threads"] == 1 and estimator.parameters["diagnostics_period"] == 0.5
 
 
 def test_tf_message_has_the_type_hash_of_the_official_tf2_msgs():

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
+import pytest
 
-from ros2_sixdpose.evaluation.demo import SHEET_COLUMNS, SHEET_FRAMES, contact_sheet, write_video
+from ros2_sixdpose.evaluation.demo import (
+    SHEET_COLUMNS, SHEET_FRAMES, STRIP_FRAMES, contact_sheet, overview_strip, recorded_fps, write_video,
+)
 from ros2_sixdpose.core.camera import PinholeCamera
 from ros2_sixdpose.core.geometry import make_pose
 from ros2_sixdpose.core.objects import load_models
@@ -37,13 +39,25 @@ def test_contact_sheet_pairs_the_nodes_overlay_with_the_ground_truth():
     assert np.median(last_overlay) == 30  # frame 19 got no answer: the frame, dimmed
 
 
-def test_video_holds_every_frame(tmp_path):
+def test_video_is_h264_at_the_recorded_pace_and_holds_every_frame(tmp_path):
+    import imageio_ffmpeg
+
     images = [np.full((48, 64, 3), 10 * i, np.uint8) for i in range(12)]
-    path = write_video(tmp_path / "video", images, 10.0)
-    assert path.suffix in (".mp4", ".avi")
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while (read := capture.read())[0]:
-        frames.append(read[1])
-    assert len(frames) == 12 and frames[0].shape == (48, 64, 3)
+    fps = recorded_fps([f.stamp_ns for f in _frames(12)])
+    assert fps == pytest.approx(30.0, abs=1e-6)  # 1/30 s apart
+    path = write_video(tmp_path / "video.mp4", images, fps)
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    assert meta["codec"].startswith("h264") and meta["fps"] == pytest.approx(30.0) and meta["size"] == (64, 48)
+    frames = [np.frombuffer(frame, np.uint8).reshape(48, 64, 3) for frame in reader]
+    assert len(frames) == 12
     assert abs(float(frames[7].mean()) - 70) < 3  # lossy codec: grey levels within 3
+    with pytest.raises(ValueError, match="increasing stamps"):
+        recorded_fps([5])
+
+
+def test_overview_strip_spreads_six_frames_over_the_sequence():
+    images = [np.full((480, 640, 3), i, np.uint8) for i in range(75)]
+    strip = overview_strip(images)
+    assert strip.shape == (180, STRIP_FRAMES * 240, 3)
+    assert [int(strip[0, 240 * k, 0]) for k in range(STRIP_FRAMES)] == [0, 15, 30, 44, 59, 74]  # spread evenly

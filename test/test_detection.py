@@ -11,23 +11,25 @@ from ros2_sixdpose.config import load_config
 from ros2_sixdpose.data.bop import BopSplit, read_mask, read_scene_gt_info
 from ros2_sixdpose.data.views import FrameDataset
 from ros2_sixdpose.detection.base import Detection, DetectorConfig, ImageKey
-from ros2_sixdpose.detection.evaluate import GtMask, evaluate, iter_frames, match_frame
+from ros2_sixdpose.detection.evaluate import EvalFrame, GtMask, evaluate, iter_frames, match_frame
 from ros2_sixdpose.detection.factory import make_detector
+from ros2_sixdpose.detection.misses import instance_outcomes, summarise
 from ros2_sixdpose.detection.oracle import OracleDetector
 from ros2_sixdpose.detection.segmentation import (
     NetConfig, SegmentationDetector, SegNet, decode_instances, export_weights, load_weights,
 )
-from ros2_sixdpose.detection.train import CachedFrames, DetectorTask, DetectorTrainConfig, encode_targets
+from ros2_sixdpose.detection.train import CachedFrames, DetectorTask, DetectorTrainConfig, encode_targets, start_from
 from ros2_sixdpose.train.loop import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "assets" / "models"
 FRESH_SEED = 4242  # never used for training, validation or test data
-# The shipped weights (10k steps) measured recall 0.71, precision 0.94, mask IoU 0.89 on the held-out split
-# (seed 1000, 620 instances with visib_fract >= 0.3), short of issue 5's 0.90 targets; these bounds guard that
-# level with room for a small scene's spread (this one: recall 12/21).
+# The shipped weights (10k steps + 4k fine-tuning) with the shipped thresholds measured recall 0.78, precision
+# 0.95, mask IoU 0.88 on the held-out split (seed 1000, 621 instances with visib_fract >= 0.3), short of the
+# 0.90 targets (docs/detector_misses.md); these bounds guard that level with room for a small scene's spread
+# (this one: recall 12/21, precision 12/14, mask IoU 0.93).
 MIN_RECALL = 0.5
-MIN_PRECISION = 0.85
+MIN_PRECISION = 0.8
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +43,10 @@ def _config(**overrides) -> DetectorConfig:
     config = load_config(DetectorConfig, ROOT / "config" / "detector.yaml", overrides)
     config.weights, config.models_dir = str(ROOT / config.weights), str(ROOT / config.models_dir)
     return config
+
+
+def test_code_defaults_equal_the_shipped_yaml():
+    assert load_config(DetectorConfig, ROOT / "config" / "detector.yaml") == DetectorConfig()
 
 
 def test_shipped_weights_find_the_objects_of_a_fresh_scene(scene):
@@ -103,12 +109,58 @@ def test_decoding_splits_two_touching_instances_of_one_object():
         assert det.score == pytest.approx(0.9, abs=1e-4)  # peak height x class probability (~1)
 
 
+def test_small_instances_score_less():
+    logits, heatmap, offsets = _two_touching_squares()
+    # Each square is 48 x 64 = 3072 full-image pixels: a quarter of full_score_area halves its score.
+    config = DetectorConfig(score_threshold=0.0, full_score_area=4 * 3072)
+    detections = decode_instances(logits, heatmap, offsets, (128, 128), [7, 9], config)
+    assert [d.score for d in detections] == pytest.approx([0.45, 0.45], abs=1e-4)
+    assert [d.score for d in decode_instances(logits, heatmap, offsets, (128, 128), [7, 9], DetectorConfig(
+        score_threshold=0.0, full_score_area=3072))] == pytest.approx([0.9, 0.9], abs=1e-4)
+
+
 def test_decoding_keeps_an_object_whose_centre_was_missed():
     logits, heatmap, offsets = _two_touching_squares()
     logits[1, 8:24, 16:28], logits[2, 8:24, 16:28] = 0.0, 20.0  # the right square is object 9 ...
     heatmap[8, 11] = 0.0  # ... whose peak is missing: its pixels join the left centre but stay object 9
     detections = decode_instances(logits, heatmap, offsets, (128, 128), [7, 9], DetectorConfig())
     assert sorted((d.object_id, d.box.tolist()) for d in detections) == [(7, [16, 32, 64, 96]), (9, [64, 32, 112, 96])]
+
+
+def test_miss_causes_of_hand_built_outputs():
+    """Each cause of `detection.misses` on the two-squares outputs, with ground truth placed to provoke it."""
+    def box_mask(x0, x1, y0, y1):
+        mask = np.zeros((128, 128), bool)
+        mask[y0:y1, x0:x1] = True
+        return mask
+
+    left, right = box_mask(16, 64, 32, 96), box_mask(64, 112, 32, 96)
+    frame = EvalFrame(ImageKey(0, 0), np.zeros((128, 128, 3), np.uint8), [
+        GtMask(7, left, 1.0),  # the left square: found
+        GtMask(7, box_mask(0, 16, 0, 16), 1.0),  # where the class map says background
+        GtMask(9, right, 0.8),  # where the class map says object 7
+    ])
+    outputs = _two_touching_squares()
+    outcomes = instance_outcomes(frame, *outputs, [7, 9], DetectorConfig(min_area=16))
+    assert [o.cause for o in outcomes] == ["found", "background", "other object"]
+    assert [(o.area, o.box_size, o.border) for o in outcomes] == [(3072, 55.4, 16), (256, 16.0, 0), (3072, 55.4, 16)]
+    assert [(o.same_object, o.touches_same, o.touches_other) for o in outcomes] == [
+        (True, False, True), (True, False, False), (False, False, True)]
+    # Both peaks at 0.9 score 0.9: a threshold above that drops instances the decoding found.
+    high = instance_outcomes(frame, *outputs, [7, 9], DetectorConfig(min_area=16, score_threshold=0.95))
+    assert high[0].cause == "score"
+    # Without the right square's peak its pixels join the left centre: one instance covers both squares, with
+    # mask IoU just under 0.5 with each (about 3071 / 6142): both are merged misses.
+    logits, heatmap, offsets = outputs
+    heatmap[8, 11] = 0.0
+    frame.gt[2] = GtMask(7, right, 0.8)
+    merged = instance_outcomes(frame, logits, heatmap, offsets, [7, 9], DetectorConfig(min_area=16))
+    assert [o.cause for o in merged] == ["merged", "background", "merged"]
+    summary = summarise(merged, {7: "duck"}, min_visib=0.9)
+    assert summary["overall"] == {"n": 2, "recall": 0.0, "found": 0, "background": 1, "other object": 0, "merged": 1,
+                                  "score": 0, "no peak": 0, "mask IoU": 0}
+    assert summary["not_scored"] == {"n": 1, "found": 0}  # the right square, visib_fract 0.8
+    assert summary["groups"]["object"]["duck"]["n"] == 2
 
 
 def test_training_targets_decode_back_to_the_ground_truth(scene):
@@ -217,6 +269,16 @@ def test_training_resumes_and_writes_loadable_weights(scene, tmp_path):
     assert all(np.isfinite(list(losses.values())).all() for losses in result.history["losses"])
     net, ids = load_weights(out)
     assert ids == object_ids and net.config.widths == (8, 8, 16, 16)
+
+
+def test_fine_tuning_starts_from_the_given_weights(tmp_path):
+    weights = _net_weights(tmp_path, [1, 2])
+    net = SegNet(NetConfig(num_classes=3, widths=(8, 8, 16, 16)))
+    start_from(net, [1, 2], weights)
+    for name, value in load_weights(weights)[0].state_dict().items():
+        torch.testing.assert_close(net.state_dict()[name], value, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"trained for objects \[1, 2\]"):
+        start_from(SegNet(NetConfig(num_classes=4, widths=(8, 8, 16, 16))), [1, 2, 3], weights)
 
 
 def test_eval_command_writes_metrics_json(scene, tmp_path):

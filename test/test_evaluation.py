@@ -149,13 +149,15 @@ def test_only_the_best_scored_estimates_count_and_min_visib_drops_instances(mode
     visible, hidden = _pose([-0.05, 0.0, 0.0]), _pose([0.05, 0.0, 0.0])
     image = EvalImage(0, 0, K, WIDTH, HEIGHT, [GtInstance(1, visible), GtInstance(1, hidden)], [0.9, 0.05])
     results = [_result(0, 1, hidden, score=0.9), _result(0, 1, visible, score=0.5), _result(0, 1, visible, score=0.1)]
-    with Evaluator(models, EvalConfig(metrics=("add", "mssd"))) as evaluator:
+    with Evaluator(models, EvalConfig(metrics=("add", "mssd"), min_visib=0.0)) as evaluator:
         both = evaluator.evaluate([image], results)
     assert both.overall.n_instances == 2 and both.overall.add_s_recall == pytest.approx(1.0)
-    # With min_visib 0.1 one instance is kept, so only the best-scored estimate (on the hidden one) counts.
-    with Evaluator(models, EvalConfig(metrics=("add", "mssd"), min_visib=0.1)) as evaluator:
+    # By default, BOP's cut (10 % visible): one instance is kept, so only the best-scored estimate (on the
+    # hidden one) counts; metrics.json states the cut.
+    with Evaluator(models, EvalConfig(metrics=("add", "mssd"))) as evaluator:
         visible_only = evaluator.evaluate([image], results)
     assert visible_only.overall.n_instances == 1 and visible_only.overall.add_s_recall == 0.0
+    assert visible_only.to_dict()["min_visib"] == 0.1
     with Evaluator(models, EvalConfig(metrics=("add",), min_visib=0.95)) as evaluator:
         with pytest.raises(ValueError, match="no ground-truth instance"):
             evaluator.evaluate([image], results)
@@ -165,13 +167,13 @@ def test_bad_inputs_are_named(tmp_path: Path, models) -> None:
     with pytest.raises(ValueError, match="metrics must be a non-empty subset"):
         EvalConfig(metrics=("add", "auc"))
     image = EvalImage(0, 0, K, WIDTH, HEIGHT, [GtInstance(7, _pose())], None)
-    with Evaluator(models, EvalConfig(metrics=("add",))) as evaluator:
+    with Evaluator(models, EvalConfig(metrics=("add",), min_visib=0.0)) as evaluator:
         with pytest.raises(ValueError, match=r"obj_id 7, but the models are \[1, 2\]"):
             evaluator.evaluate([image], [])
     with Evaluator(models, EvalConfig(metrics=("add",), min_visib=0.5)) as evaluator:
         with pytest.raises(ValueError, match="needs visib_fract"):
             evaluator.evaluate([EvalImage(0, 0, K, WIDTH, HEIGHT, [GtInstance(1, _pose())], None)], [])
-    with Evaluator(models, EvalConfig(metrics=("vsd",))) as evaluator:
+    with Evaluator(models, EvalConfig(metrics=("vsd",), min_visib=0.0)) as evaluator:
         small_depth = EvalImage(0, 0, K, WIDTH, HEIGHT, [GtInstance(1, _pose())], None, np.zeros((48, 64)))
         with pytest.raises(ValueError, match=r"depth has shape \(48, 64\), expected \(480, 640\)"):
             evaluator.evaluate([small_depth], [])
@@ -187,7 +189,7 @@ def _run_cli(argv: list[str]) -> int:
     return args.func(args)
 
 
-def test_cli_writes_metrics_json_and_prints_the_table(tmp_path: Path, models, capsys) -> None:
+def test_cli_writes_metrics_json_and_prints_the_table(tmp_path: Path, models, capsys, caplog) -> None:
     cube = models[1]
     models_dir = tmp_path / "ds" / "models"
     models_dir.mkdir(parents=True)
@@ -208,6 +210,17 @@ def test_cli_writes_metrics_json_and_prints_the_table(tmp_path: Path, models, ca
     assert out["n_instances"] == 3 and out["add_s_recall"] == pytest.approx(1 / 3)
     assert out["ar_vsd"] is None and out["ar"] is None and "VSD not computed" in out["notes"][0]
     table = capsys.readouterr().out
-    assert "1 cube" in table and "33.3" in table
-    assert _run_cli([*argv, "--min-visib", "2"]) == 1
+    assert "1 cube" in table and "0.333" in table  # fractions, as demo and replay print them
+    # An earlier metrics.json is kept unless --overwrite says otherwise, as replay does.
+    assert _run_cli(argv) == 1
+    assert "pass --overwrite" in caplog.text
+    assert _run_cli([*argv, "--overwrite", "--min-visib", "2"]) == 1
     assert _run_cli([*argv[:-1], str(tmp_path / "eval2"), "--results", str(tmp_path / "none.csv")]) == 1
+    # An object id without a model is refused; an empty results file scores zeros with a warning.
+    bop.write_results_csv(results_csv, [_result(0, 1, _pose()), _result(1, 7, _pose())])
+    assert _run_cli([*argv, "--overwrite"]) == 1
+    assert "object ids [7], which have no model (models: [1])" in caplog.text
+    bop.write_results_csv(results_csv, [])
+    assert _run_cli([*argv, "--overwrite"]) == 0
+    assert "holds no estimates: every ground-truth instance scores as a miss" in caplog.text
+    assert json.loads((out_dir / "metrics.json").read_text())["add_s_recall"] == 0.0

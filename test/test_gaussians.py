@@ -83,8 +83,9 @@ def test_bad_models_and_files(tmp_path):
     (tmp_path / "ascii.ply").write_bytes(b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nend_header\n0\n")
     with pytest.raises(ValueError, match="binary_little_endian"):
         load_ply(tmp_path / "ascii.ply")
-    (tmp_path / "mesh.ply").write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 1\n"
-                                        b"property float x\nproperty float y\nproperty float z\nend_header\n" + bytes(12))
+    header = (b"ply\nformat binary_little_endian 1.0\nelement vertex 1\n"
+              b"property float x\nproperty float y\nproperty float z\nend_header\n")
+    (tmp_path / "mesh.ply").write_bytes(header + bytes(12))
     with pytest.raises(ValueError, match="missing properties"):
         load_ply(tmp_path / "mesh.ply")
     save_ply(tmp_path / "g.ply", good)

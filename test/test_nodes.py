@@ -21,6 +21,8 @@ import rclpy
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
@@ -45,7 +47,7 @@ from ros2_sixdpose.nodes.instances import number_instances
 from ros2_sixdpose.nodes.stages import OracleKeys
 from ros2_sixdpose.pipeline import Frame, Pipeline
 from ros2_sixdpose.refinement.factory import RefinerConfig
-from ros2_sixdpose.topics import POSES_TOPIC, object_pose_topic
+from ros2_sixdpose.topics import MARKERS_TOPIC, POSES_OVERLAY_TOPIC, POSES_TOPIC, object_pose_topic
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAME_ID = "camera_color_optical_frame"
@@ -67,6 +69,7 @@ GT_TOLERANCE = 0.1  # ADD(-S) error in object diameters, as the ADD(-S) recall o
 # Measured over DDS: 12 poses, 9 within 0.1 d (0.02-0.08 d), the others 0.18, 0.34 and 0.59 d.
 GT_MIN_POSES = 8
 GT_MIN_FRACTION = 0.5
+BURST_FRAMES = 200
 
 
 # ---------------------------------------------------------------- the scene and the node's files
@@ -233,8 +236,9 @@ def _frame(scene: Path, im_id: int) -> tuple[Image, CameraInfo, np.ndarray]:
 @pytest.fixture(scope="module")
 def estimator_node(scene):
     """pose_estimator_node (internal oracle detections), started by `sixdpose run --single-process`."""
-    deployment = _deployment_file(scene / "nodes.yaml", [
-        {"executable": "pose_estimator_node", "parameters": _oracle_parameters(scene)}])
+    # The scene's 320x240 frames are the largest it accepts, so the size limit is tested with small messages.
+    parameters = _oracle_parameters(scene, max_image_pixels=320 * 240)
+    deployment = _deployment_file(scene / "nodes.yaml", [{"executable": "pose_estimator_node", "parameters": parameters}])
     node = NodeProcess([str(BIN / "sixdpose"), "run", "--single-process", "--config", str(deployment)],
                        scene / "estimator.log")
     yield node
@@ -333,8 +337,8 @@ def test_bad_input_is_logged_once_and_the_next_good_frame_is_answered(scene, pro
     header = good_image.header
     half = read_rgb(BopSplit(scene / "data", "test").rgb_path(0, 1))[::2, ::2].copy()
 
-    def info_with(k: np.ndarray, frame_id: str = FRAME_ID) -> CameraInfo:
-        info = CameraInfo(header=Header(stamp=header.stamp, frame_id=frame_id), width=320, height=240,
+    def info_with(k: np.ndarray, frame_id: str = FRAME_ID, stamp=header.stamp, width: int = 320) -> CameraInfo:
+        info = CameraInfo(header=Header(stamp=stamp, frame_id=frame_id), width=width, height=240,
                           distortion_model="plumb_bob", k=np.asarray(k, dtype=np.float64).reshape(-1), d=[0.0] * 5)
         return info
 
@@ -353,6 +357,16 @@ def test_bad_input_is_logged_once_and_the_next_good_frame_is_answered(scene, pro
         "K must have positive focal lengths": ("camera_info", image_with(), info_with(np.zeros(9))),
         "K must be finite": ("camera_info", image_with(), info_with(np.full(9, np.nan))),
         "empty rgb8 image (0x0)": ("image", image_with(height=0, width=0, step=0, data=b""), info_with(K)),
+        "image header has an empty frame_id": ("image", image_with(header=Header(stamp=header.stamp)), info_with(K, "")),
+        "image header stamp is 0 (unset)": (
+            "image", image_with(header=Header(frame_id=FRAME_ID)), info_with(K, stamp=Header().stamp)),
+        "rgb8 image of 240 rows with step 960 needs 230400 bytes, got 230403": (
+            "image", image_with(data=bytes(image_with().data) + b"abc"), info_with(K)),
+        "image of 0.1 Mpixels (321x240) exceeds max_image_pixels (76800)": (
+            "image", image_msg(np.zeros((240, 321, 3), np.uint8), header), info_with(K, width=321)),
+        "the latest CameraInfo of frame 'camera_color_optical_frame' is stamped more than camera_info_max_age "
+        "(1.0 s) before the image: not used": (
+            "camera_info", image_with(), info_with(K, stamp=time_msg(stamp_ns(header.stamp) - 2 * 10**9))),
     }
     for message, (kind, image, info) in bad_inputs.items():
         probe.send_until_rejected(image, info, kind, times=2)  # seen twice, logged once
@@ -366,12 +380,46 @@ def test_bad_input_is_logged_once_and_the_next_good_frame_is_answered(scene, pro
 
 
 @pytest.mark.ros
+def test_stamps_going_backwards_are_reported_once_and_still_answered(scene, probe, estimator_node):
+    later, later_info, _ = _frame(scene, 1)
+    earlier, earlier_info, _ = _frame(scene, 0)
+    for _ in range(2):  # two jumps back: logged once, counted twice
+        probe.send_until_answered(later, later_info)
+        probe.send_until_answered(earlier, earlier_info)
+    assert probe.spin(3.0, lambda: probe.problems("clock") >= 2)
+    assert estimator_node.log().count("image stamps went backwards") == 1
+
+
+@pytest.mark.ros
+def test_frames_dropped_in_a_burst_are_counted_in_diagnostics(scene, probe, estimator_node):
+    """A burst 1 ms apart: the busy node takes some frames, the others are counted as dropped, none vanish."""
+    image, info, _ = _frame(scene, 1)
+    probe.send_until_answered(image, info)
+
+    def counts() -> tuple[int, int]:
+        values = {v.key: v.value for v in probe.diagnostics[-1].status[0].values}
+        return int(values["frames received"]), int(values["frames dropped"])
+
+    probe.spin(1.0)  # the latest diagnostics cover every frame sent so far
+    before = sum(counts())
+    for _ in range(BURST_FRAMES):
+        probe.send(image, info)
+        time.sleep(0.001)
+    assert probe.spin(ANSWER_TIMEOUT_S, lambda: sum(counts()) - before >= BURST_FRAMES)
+    received, dropped = counts()
+    assert dropped > 0 and received + dropped - before == BURST_FRAMES
+
+
+@pytest.mark.ros
 @pytest.mark.parametrize("parameters, reason", [
     ({"estimator.nocs.weights": "/nonexistent/nocs.pt"}, "/nonexistent/nocs.pt: NOCS network weights not found"),
     ({"estimator.nocs.weights": "{scene}/corrupt.pt"}, "corrupt.pt: not a readable weights file"),
     ({"objects": [1, 99]}, "no objects [99]"),
     ({"min_score": 2.0}, "need 0 <= min_score <= 1"),
-], ids=["missing-weights", "corrupt-weights", "unknown-object", "bad-setting"])
+    ({"min_scor": 0.5}, "has no parameter min_scor (did you mean min_score?); its parameters: autostart, camera_info_max_age, "),
+    ({"estimator.nocs.weight": "x.pt"}, "has no parameter estimator.nocs.weight (did you mean estimator.nocs.weights or "),
+], ids=["missing-weights", "corrupt-weights", "unknown-object", "bad-setting", "misspelt-setting",
+        "misspelt-stage-parameter"])
 def test_node_refuses_to_start_with_the_reason(scene, parameters, reason):
     parameters = {k: v.format(scene=scene) if isinstance(v, str) else v for k, v in parameters.items()}
     params = scene / "refuse.yaml"
@@ -380,6 +428,49 @@ def test_node_refuses_to_start_with_the_reason(scene, parameters, reason):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "cannot start" in result.stderr and reason in result.stderr, result.stderr
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize("when", ["starting", "running"])
+def test_repeated_ctrl_c_stops_every_process_without_a_traceback(scene, when):
+    """Two Ctrl-C in a terminal (SIGINT to the whole process group, 0.3 s apart) while the node loads its
+    models or while it runs: `sixdpose run` and its node end cleanly, none left behind."""
+    deployment = _deployment_file(scene / f"nodes_sigint_{when}.yaml", [
+        {"executable": "pose_estimator_node", "name": f"sigint_{when}", "parameters": _oracle_parameters(scene)}],
+        camera="/sigint_camera")
+    log = scene / f"sigint_{when}.log"
+    env = {**os.environ, "RCUTILS_LOGGING_BUFFERED_STREAM": "0", "PYTHONUNBUFFERED": "1"}
+    with open(log, "w") as out:
+        run = subprocess.Popen([str(BIN / "sixdpose"), "run", "--config", str(deployment)], stdout=out,
+                               stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    group = run.pid
+    try:
+        deadline = time.monotonic() + ANSWER_TIMEOUT_S
+        while when == "running" and "ready:" not in log.read_text():
+            assert time.monotonic() < deadline and run.poll() is None, log.read_text()
+            time.sleep(0.2)
+        time.sleep(1.0)
+        for _ in range(2):
+            os.killpg(group, signal.SIGINT)
+            time.sleep(0.3)
+        assert run.wait(30) == 0, log.read_text()
+        deadline = time.monotonic() + 15
+        while _group_alive(group):
+            assert time.monotonic() < deadline, "a node process outlived `sixdpose run`"
+            time.sleep(0.2)
+        assert "Traceback" not in log.read_text(), log.read_text()
+    finally:
+        if _group_alive(group):
+            os.killpg(group, signal.SIGKILL)
+
+
+def _group_alive(group: int) -> bool:
+    """Whether any process of process group `group` still exists."""
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @pytest.mark.ros
@@ -416,6 +507,7 @@ def test_parameters_are_typed_read_only_for_stages_and_live_for_publishing(scene
     node = PoseEstimatorNode("param_test", parameter_overrides=overrides,
                              cli_args=["--ros-args", "-p", "estimator.nocs.pnp.confident_inliers:=50"])
     try:
+        node.start()  # configure (loads the stages) and activate, as `autostart` does
         # YAML default, then ROS override; the stage got the overridden value.
         assert node.get_parameter("estimator.nocs.pnp.min_correspondences").value == 30
         assert node.get_parameter("estimator.nocs.pnp.confident_inliers").value == 50
@@ -429,6 +521,59 @@ def test_parameters_are_typed_read_only_for_stages_and_live_for_publishing(scene
         assert result.successful and node.settings.min_score == 0.4
     finally:
         node.destroy_node()
+
+
+@pytest.mark.ros
+def test_lifecycle_services_configure_activate_deactivate_and_clean_up_the_node(scene, probe):
+    """A node started with autostart:=false answers frames only between activate and deactivate, driven
+    through its lifecycle services over DDS as a lifecycle manager would."""
+    deployment = _deployment_file(scene / "nodes_lifecycle.yaml", [
+        {"executable": "pose_estimator_node", "name": "managed_estimator",
+         "parameters": _oracle_parameters(scene, autostart=False)}], camera="/other_camera")
+    run = NodeProcess([str(BIN / "sixdpose"), "run", "--config", str(deployment)], scene / "lifecycle.log")
+    get_state = probe.node.create_client(GetState, "/managed_estimator/get_state")
+    change_state = probe.node.create_client(ChangeState, "/managed_estimator/change_state")
+
+    def call(client, request):
+        assert client.wait_for_service(ANSWER_TIMEOUT_S), run.log()
+        future = client.call_async(request)
+        assert probe.spin(ANSWER_TIMEOUT_S, future.done), f"no answer from {client.srv_name}"
+        return future.result()
+
+    def state() -> str:
+        return call(get_state, GetState.Request()).current_state.label
+
+    def transition(transition_id: int) -> bool:
+        return call(change_state, ChangeState.Request(transition=Transition(id=transition_id))).success
+
+    image, info, _ = _frame(scene, 0)
+
+    def unanswered(seconds: float = 3.0) -> bool:
+        probe.spin(1.0)  # answers to frames sent before the transition arrive first
+        since = time.monotonic()
+        for _ in range(int(seconds / 0.25)):
+            probe.send(image, info, "/other_camera")
+            probe.spin(0.25)
+        return not probe.answers(stamp_ns(image.header.stamp), since)
+
+    try:
+        assert state() == "unconfigured"
+        assert "ready:" not in run.log()  # nothing loaded yet
+        assert unanswered()
+        assert transition(Transition.TRANSITION_CONFIGURE) and state() == "inactive"
+        assert "ready:" in run.log()  # configure loaded the stages
+        assert unanswered()
+        assert transition(Transition.TRANSITION_ACTIVATE) and state() == "active"
+        probe.send_until_answered(image, info, camera="/other_camera")
+        assert transition(Transition.TRANSITION_DEACTIVATE) and state() == "inactive"
+        assert unanswered()
+        assert transition(Transition.TRANSITION_CLEANUP) and state() == "unconfigured"
+        assert transition(Transition.TRANSITION_CONFIGURE) and transition(Transition.TRANSITION_ACTIVATE)
+        probe.send_until_answered(image, info, camera="/other_camera")  # configured again after a clean-up
+    finally:
+        probe.node.destroy_client(get_state)
+        probe.node.destroy_client(change_state)
+        assert run.stop() == 0, run.log()
 
 
 # ---------------------------------------------------------------- one list of nodes
@@ -449,3 +594,24 @@ def test_console_scripts_deployments_and_launch_file_use_the_one_node_table():
     assert {"launch_node_arguments", "load_deployment"} <= imported
     literals = {c.value for c in ast.walk(launch) if isinstance(c, ast.Constant) and isinstance(c.value, str)}
     assert not literals & set(NODES), "node executables must come from the deployment, not the launch file"
+
+
+def test_rviz_config_shows_the_topics_the_nodes_publish_and_the_launch_file_starts_it():
+    config = yaml.safe_load((ROOT / "config/sixdpose.rviz").read_text())
+
+    def displays(items):
+        for item in items:
+            yield item
+            yield from displays(item.get("Displays", []))
+
+    shown = {d["Class"].split("/")[-1]: [] for d in displays(config["Visualization Manager"]["Displays"])}
+    for d in displays(config["Visualization Manager"]["Displays"]):
+        if "Topic" in d:
+            shown[d["Class"].split("/")[-1]].append(d["Topic"]["Value"])
+    assert "TF" in shown and shown["MarkerArray"] == [MARKERS_TOPIC]
+    assert POSES_OVERLAY_TOPIC in shown["Image"]
+    names = [model.name for model in ObjectRegistry.from_dir(ROOT / "assets/models")]
+    assert sorted(shown["Pose"]) == sorted(object_pose_topic(name) for name in names)  # every shipped object
+    assert config["Visualization Manager"]["Global Options"]["Fixed Frame"] == FRAME_ID
+    launch = (ROOT / "launch/sixdpose.launch.py").read_text()
+    assert 'DeclareLaunchArgument("rviz"' in launch and 'RVIZ_CONFIG = "sixdpose.rviz"' in launch

@@ -320,3 +320,5 @@ def test_bench_render_writes_figures(tmp_path: Path) -> None:
     assert figures["n_objects"] == 5 and figures["width"] == 640 and figures["height"] == 480
     assert 0 < figures["median_ms"] <= figures["p90_ms"]
     assert figures["gl_renderer"]
+    # Every bench JSON records how busy the machine was: the 1, 5 and 15 min load averages.
+    assert len(figures["load_average"]) == 3 and all(v >= 0 for v in figures["load_average"])

@@ -7,12 +7,15 @@ their own processes over DDS; `--oracle` gives them the sequence's ground-truth 
 learned detector. The output folder holds:
 
     objects.png          the object set, three views each
-    sequence_bag/        the synthesised sequence as a rosbag2 (camera topics, depth, ground truth)
-    replay/              the replay: output/ (recorded rosbag2), published.json, metrics.json, logs/
-    overlay/             every answered frame as the nodes drew it (/sixdpose/overlay)
+    replay/              the replay: published.json, metrics.json, logs/
     contact_sheet.png    frames spread over the sequence: the nodes' overlay beside the ground truth
-    video.mp4 (.avi)     the overlay frames as a video
+    overview.png         six overlay frames side by side
+    video.mp4            the overlay frames as an H.264 video at the sequence's recorded pace
     metrics.json         the replay's metrics (a copy of replay/metrics.json)
+
+With `--keep-bags` it also keeps what the pictures are made from (about 300 MB): data/ (the synthesised BOP
+split), sequence_bag/ (its rosbag2: camera topics, depth, ground truth), replay/output/ (the recorded
+topics) and overlay/ (every answered frame as a PNG); without, the folder stays under 50 MB.
 
 Needs the ROS 2 environment and, here, the private network namespace: `make demo` runs it so.
 """
@@ -42,7 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--models", type=Path, default=models_dir(), help="BOP models folder")
     parser.add_argument("--seed", type=int, default=DEMO_SEED, help="seed of the synthesised sequence")
     parser.add_argument("--frames", type=int, default=75, help="frames of the sequence (30 Hz)")
-    parser.add_argument("--video-fps", type=float, default=10.0, help="frame rate of the video")
+    parser.add_argument("--video-fps", type=float, default=None,
+                        help="frame rate of the video (default: the sequence's recorded pace, 30)")
+    parser.add_argument("--keep-bags", action="store_true",
+                        help="keep the data set, the bags and the overlay PNGs (about 300 MB)")
     parser.add_argument("--oracle", action="store_true",
                         help="ground-truth detections (the sequence's masks) instead of the configured detector")
     parser.set_defaults(func=run)
@@ -60,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     from ros2_sixdpose.data import bop
     from ros2_sixdpose.data.bags import BagError, read_bag
     from ros2_sixdpose.evaluation.demo import (
-        contact_sheet, object_gallery, overlay_images, synthesise_bag, write_overlays, write_video,
+        contact_sheet, object_gallery, overlay_images, overview_strip, recorded_fps, synthesise_bag, write_overlays,
+        write_video,
     )
     from ros2_sixdpose.evaluation.replay import format_table
     from ros2_sixdpose.evaluation.replay_run import METRICS_FILE, OUTPUT_BAG, replay_and_score
@@ -72,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     started = time.perf_counter()
     try:
-        if args.frames < 2 or not args.video_fps > 0:
+        if args.frames < 2 or (args.video_fps is not None and not args.video_fps > 0):
             raise ValueError(f"need --frames >= 2 and --video-fps > 0, got {args.frames} and {args.video_fps}")
         deployment = load_deployment(args.config)
         if args.oracle:
@@ -94,14 +101,22 @@ def run(args: argparse.Namespace) -> int:
     overlays = dict(overlay_images(out / "replay" / OUTPUT_BAG))
     images = write_overlays(frames, overlays, out / "overlay")
     bop.write_rgb(out / "contact_sheet.png", contact_sheet(frames, overlays, models))
-    video = write_video(out / "video", images, args.video_fps) if images else None
+    fps = args.video_fps or recorded_fps([frame.stamp_ns for frame in frames])
+    video = write_video(out / "video.mp4", images, fps) if images else None
     if video is None:
         logger.warning("the nodes published no overlay image: no overlay frames and no video")
+    else:
+        bop.write_rgb(out / "overview.png", overview_strip(images))
+    if not args.keep_bags:  # what the pictures were made from: about 300 MB
+        for folder in (out / "data", bag, out / "replay" / OUTPUT_BAG, out / "overlay"):
+            shutil.rmtree(folder, ignore_errors=True)
 
     print(format_table(metrics))
-    print(f"\nobject gallery:  {out / 'objects.png'}\ncontact sheet:   {out / 'contact_sheet.png'}\n"
-          f"overlay frames:  {out / 'overlay'} ({len(images)} of {len(frames)})\n"
-          f"video:           {video}\nrecorded topics: {out / 'replay' / OUTPUT_BAG}\n"
-          f"metrics:         {out / METRICS_FILE}\n"
-          f"demo took {time.perf_counter() - started:.0f} s; output folder: {out.resolve()}")
+    lines = [f"object gallery:  {out / 'objects.png'}", f"contact sheet:   {out / 'contact_sheet.png'}",
+             f"overview:        {out / 'overview.png'}", f"video:           {video} ({fps:.0f} fps)",
+             f"overlay frames:  {len(images)} of {len(frames)} answered", f"metrics:         {out / METRICS_FILE}"]
+    if args.keep_bags:
+        lines += [f"overlay PNGs:    {out / 'overlay'}", f"recorded topics: {out / 'replay' / OUTPUT_BAG}"]
+    print("\n" + "\n".join(lines))
+    print(f"demo took {time.perf_counter() - started:.0f} s; output folder: {out.resolve()}")
     return 0

@@ -12,14 +12,14 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ros2_sixdpose.evaluation import METRICS
-from ros2_sixdpose.paths import config_file
+from ros2_sixdpose.evaluation import BOP_MIN_VISIB, METRICS
+from ros2_sixdpose.paths import config_file, package_root, under_root
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from ros2_sixdpose.core.objects import ObjectModel
-    from ros2_sixdpose.data.bop import BopSplit
+    from ros2_sixdpose.data.bop import BopSplit, PoseResult
     from ros2_sixdpose.detection.evaluate import DetectorMetrics
     from ros2_sixdpose.evaluation.scoring import EvalConfig, EvalReport, Scores
 
@@ -55,8 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--models", type=Path, default=None, help="BOP models folder (default DATASET/models)")
     parser.add_argument(
-        "--min-visib", type=float, default=0.0, help="skip ground-truth instances with visib_fract below this"
+        "--min-visib", type=float, default=BOP_MIN_VISIB,
+        help=f"skip ground-truth instances with visib_fract below this (default {BOP_MIN_VISIB}, as BOP)",
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace the metrics.json of an earlier run in OUT")
     parser.set_defaults(func=run)
     detector = parser.add_subparsers(dest="what", metavar="{detector}").add_parser(
         "detector", help="precision / recall at mask IoU 0.5 of the configured detector"
@@ -84,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     from ros2_sixdpose.evaluation.scoring import EvalConfig, evaluate_split
     from ros2_sixdpose.evaluation.split_run import METRICS_FILE
 
+    if _earlier_run(args.out / METRICS_FILE, args.overwrite):
+        return 1
     split = BopSplit(args.dataset, args.split)
     try:
         config = EvalConfig(metrics=args.metrics, min_visib=args.min_visib)
@@ -91,7 +95,9 @@ def run(args: argparse.Namespace) -> int:
         if args.pipeline:
             report = _evaluate_pipeline(args, split, models, config)
         else:
-            report = evaluate_split(split, read_results_csv(args.results), models, config, progress=True)
+            results = read_results_csv(args.results)
+            _check_results(results, models, args.results)
+            report = evaluate_split(split, results, models, config, progress=True)
             report.write_json(args.out / METRICS_FILE)
     except (OSError, ValueError) as exc:
         logger.error("%s", exc)
@@ -99,6 +105,24 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(report))
     print(f"wrote {args.out / METRICS_FILE}")
     return 0
+
+
+def _earlier_run(path: Path, overwrite: bool) -> bool:
+    """True, after saying so, when `path` holds an earlier run's metrics and `overwrite` was not asked for."""
+    if path.exists() and not overwrite:
+        logger.error("%s holds the metrics of an earlier run; pass --overwrite or choose another folder", path)
+        return True
+    return False
+
+
+def _check_results(results: list[PoseResult], models: Mapping[int, ObjectModel], path: Path) -> None:
+    """Raise ValueError for object ids without a model; warn when there is no estimate at all."""
+    unknown = sorted({r.obj_id for r in results} - set(models))
+    if unknown:
+        raise ValueError(f"{path} has estimates of object ids {unknown}, which have no model (models: {sorted(models)})"
+                         "; wrong --models or --dataset?")
+    if not results:
+        logger.warning("%s holds no estimates: every ground-truth instance scores as a miss", path)
 
 
 def _evaluate_pipeline(
@@ -118,7 +142,7 @@ def _evaluate_pipeline(
 
 
 def format_table(report: EvalReport) -> str:
-    """Plain-text table: one row per object and one for all, recalls in percent, '-' where not computed."""
+    """Plain-text table: one row per object and one for all, recalls as fractions, '-' where not computed."""
     header = f"{'object':<24}{'n':>6}{'ADD(-S)':>9}{'AR_MSSD':>9}{'AR_MSPD':>9}{'AR_VSD':>9}{'AR':>9}"
     rows = [header, "-" * len(header)]
     for obj_id, scores in sorted(report.per_object.items()):
@@ -132,7 +156,7 @@ def format_table(report: EvalReport) -> str:
 def _row(label: str, scores: Scores) -> str:
     """One table row."""
     values = (scores.add_s_recall, scores.ar_mssd, scores.ar_mspd, scores.ar_vsd, scores.ar)
-    cells = "".join(f"{'-':>9}" if v is None else f"{100 * v:>9.1f}" for v in values)
+    cells = "".join(f"{'-':>9}" if v is None else f"{v:>9.3f}" for v in values)
     return f"{label[:23]:<24}{scores.n_instances:>6}{cells}"
 
 
@@ -155,6 +179,7 @@ def _add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iou", type=float, default=0.5, help="mask IoU at which a detection matches")
     parser.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the metrics of an earlier run in OUT")
 
 
 def run_detector(args: argparse.Namespace) -> int:
@@ -169,11 +194,13 @@ def run_detector(args: argparse.Namespace) -> int:
     from ros2_sixdpose.detection.evaluate import METRICS_FILE, evaluate, iter_frames
     from ros2_sixdpose.detection.factory import make_detector
 
+    if _earlier_run(args.out / METRICS_FILE, args.overwrite):
+        return 1
     overrides = {"threads": args.threads} if args.threads is not None else None
     config = load_config(DetectorConfig, args.config, overrides)
     if config.type == "oracle" and not config.dataset:
-        config.dataset, config.split = str(args.dataset), args.split
-    detector = make_detector(config)
+        config.dataset, config.split = str(args.dataset.resolve()), args.split
+    detector = make_detector(config, package_root())  # the config's relative paths are the package's
     split = BopSplit(args.dataset, args.split)
     metrics = evaluate(detector, iter_frames(split, args.max_images), args.min_visib, args.iou, progress=True)
     report = {
@@ -184,7 +211,7 @@ def run_detector(args: argparse.Namespace) -> int:
         "detector": asdict(config),
         **asdict(metrics),
     }
-    names = model_names(split.models_dir if split.models_dir.is_dir() else Path(config.models_dir))
+    names = model_names(split.models_dir if split.models_dir.is_dir() else under_root(config.models_dir))
     for obj_id, summary in report["per_object"].items():
         summary["name"] = names.get(obj_id, "")
     args.out.mkdir(parents=True, exist_ok=True)

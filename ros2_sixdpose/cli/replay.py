@@ -19,7 +19,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from ros2_sixdpose.evaluation import METRICS
+from ros2_sixdpose.evaluation import BOP_MIN_VISIB, METRICS
 from ros2_sixdpose.paths import config_file
 
 logger = logging.getLogger(__name__)
@@ -47,8 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="BOP models folder for scoring (default: assets/models)")
     parser.add_argument("--metrics", default=",".join(METRICS),
                         help=f"metrics to compute, comma-separated subset of {','.join(METRICS)} (VSD needs depth)")
-    parser.add_argument("--min-visib", type=float, default=0.0,
-                        help="leave out instances less visible than this (estimated from the bag's depth)")
+    parser.add_argument("--min-visib", type=float, default=BOP_MIN_VISIB,
+                        help=f"leave out instances less visible than this (estimated from the bag's depth; "
+                             f"default {BOP_MIN_VISIB}, as BOP)")
     parser.add_argument("--answer-timeout", type=float, default=30.0, help="s a lockstep image waits for its answer")
     parser.add_argument("--start-timeout", type=float, default=180.0, help="s the nodes get to start and connect")
     parser.add_argument("--overwrite", action="store_true", help="replace the results of an earlier replay in OUT")

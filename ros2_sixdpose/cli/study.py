@@ -1,5 +1,6 @@
-"""`sixdpose study nocs|refine`: the NOCS networks (Pix2Pix / BBDM x augmentation off / on), and every estimator
-with and without the refiner, on a held-out split."""
+"""`sixdpose study nocs|refine|retrieval|detector`: the NOCS networks (Pix2Pix / BBDM x augmentation off / on), every
+estimator with and without the refiner, the silhouette vs learned retrieval scorers, on a held-out split; and why
+the learned detector misses what it misses."""
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,7 @@ DETECTOR_NAMES = {"oracle": "ground-truth masks", "learned": "learned detector"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `study` and its studies, `nocs` and `refine`."""
+    """Add `study` and its studies, `nocs`, `refine`, `retrieval` and `detector`."""
     parser = subparsers.add_parser("study", help="comparative studies of the pose methods")
     studies = parser.add_subparsers(dest="study", required=True)
     nocs = studies.add_parser("nocs", help="Pix2Pix vs BBDM NOCS maps, with and without augmentation, oracle detections")
@@ -52,6 +53,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     refine.add_argument("--out", type=Path, default=Path("docs/refine_study.md"),
                         help="Markdown report; the JSON and the PNG figure are written beside it")
     refine.set_defaults(func=run_refine)
+    retrieval = studies.add_parser("retrieval", help="silhouette vs learned template retrieval, ground-truth masks")
+    retrieval.add_argument("--dataset", type=Path, required=True, help="BOP data set root holding the held-out split")
+    retrieval.add_argument("--split", default="test", help="held-out split (never used in training)")
+    retrieval.add_argument("--config", type=Path, default=config_file("estimator_retrieval.yaml"),
+                           help="retrieval settings; each scorer of --scorers replaces its `scorer`")
+    retrieval.add_argument("--scorers", nargs="+", default=["silhouette", "learned"], choices=("silhouette", "learned"))
+    retrieval.add_argument("--min-visib", type=float, default=0.5, help="instances less visible than this are not scored")
+    retrieval.add_argument("--out", type=Path, default=Path("docs/retrieval_study.md"),
+                           help="Markdown table; the JSON (per object too) is written beside it")
+    retrieval.set_defaults(func=run_retrieval)
+    detector = studies.add_parser("detector", help="why the learned detector misses instances: causes per object and bin")
+    detector.add_argument("--dataset", type=Path, required=True, help="BOP data set root")
+    detector.add_argument("--split", default="test", help="split to analyse")
+    detector.add_argument("--config", type=Path, default=config_file("detector.yaml"), help="detector configuration")
+    detector.add_argument("--min-visib", type=float, default=0.3, help="instances less visible are not scored")
+    detector.add_argument("--out", type=Path, default=Path("docs/detector_misses.json"),
+                          help="JSON summary; the CSV of every instance's outcome and the PNG figure are written beside it")
+    detector.add_argument("--threads", type=int, default=1, help="torch threads")
+    detector.set_defaults(func=run_detector)
 
 
 def variant_name(weights: Path) -> str:
@@ -135,4 +155,63 @@ def run_refine(args: argparse.Namespace) -> int:
         print(f"{r.estimator:<24}{r.detector:<20}{'refined' if r.refined else '':<9} ADD(-S) {r.add_s:.3f}  "
               f"AR_MSSD {r.ar_mssd:.3f}  AR_MSPD {r.ar_mspd:.3f}  {r.ms_per_object:.0f} ms/object")
     print(f"wrote {args.out}, {args.out.with_suffix('.json')}, {args.out.with_suffix('.png')}")
+    return 0
+
+
+def run_retrieval(args: argparse.Namespace) -> int:
+    """Run the retrieval study and print its table; exit code 1 on bad input."""
+    from dataclasses import replace
+
+    import torch
+
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.data.bop import BopSplit
+    from ros2_sixdpose.estimation.factory import EstimatorConfig
+    from ros2_sixdpose.estimation.retrieval.estimator import make_retriever
+    from ros2_sixdpose.evaluation.retrieval_study import THRESHOLD_DEG, markdown_table, study_retrievers, write_report
+    from ros2_sixdpose.paths import package_root
+
+    torch.set_num_threads(1)
+    split = BopSplit(args.dataset, args.split)
+    try:
+        config = load_config(EstimatorConfig, args.config if args.config.is_file() else None).retrieval
+        retrievers = {scorer: make_retriever(replace(config, scorer=scorer), package_root()) for scorer in args.scorers}
+        models = next(iter(retrievers.values())).models
+        scores = study_retrievers(retrievers, split, models, args.min_visib)
+    except (OSError, ValueError) as exc:
+        logger.error("%s", exc)
+        return 1
+    content = {"command": invoked_command(), "split": str(split.path), "min_visib": args.min_visib}
+    write_report(scores, args.out, THRESHOLD_DEG, content)
+    print(markdown_table(scores, THRESHOLD_DEG))
+    print(f"wrote {args.out}, {args.out.with_suffix('.json')}")
+    return 0
+
+
+def run_detector(args: argparse.Namespace) -> int:
+    """`sixdpose study detector`: classify every missed instance, print the tables, write the JSON, CSV and figure."""
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.core.objects import model_names
+    from ros2_sixdpose.data.bop import BopSplit
+    from ros2_sixdpose.detection.base import DetectorConfig
+    from ros2_sixdpose.detection.evaluate import iter_frames
+    from ros2_sixdpose.detection.factory import make_detector
+    from ros2_sixdpose.detection.misses import collect_outcomes, format_summary, summarise, write_report
+
+    config = load_config(DetectorConfig, args.config, {"threads": args.threads})
+    if config.type != "segmentation":
+        logger.error("%s: the study analyses the learned detector, not type %r", args.config, config.type)
+        return 1
+    split = BopSplit(args.dataset, args.split)
+    try:
+        detector = make_detector(config)
+        outcomes = collect_outcomes(detector, iter_frames(split))
+        names = model_names(split.models_dir if split.models_dir.is_dir() else Path(config.models_dir))
+    except (OSError, ValueError) as exc:
+        logger.error("%s", exc)
+        return 1
+    summary = summarise(outcomes, names, args.min_visib)
+    write_report(outcomes, summary, args.out, f"detector misses on {args.dataset}/{args.split} ({config.weights})")
+    print(format_summary(summary))
+    print(f"wrote {args.out}, {args.out.with_suffix('.csv')}, {args.out.with_suffix('.png')}")
     return 0

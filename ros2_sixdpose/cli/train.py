@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_nocs_arguments(nocs)
     nocs.set_defaults(func=run_nocs)
+    retrieval = networks.add_parser(
+        "retrieval", help="rotation-aware embedding encoder of template retrieval (InfoNCE, GS-Pose)"
+    )
+    _add_retrieval_arguments(retrieval)
+    retrieval.set_defaults(func=run_retrieval)
 
 
 def _add_detector_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +56,8 @@ def _add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and augmentation")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--data-seeds", default="", help="free text recorded in the JSON, e.g. 'train 1, val 2'")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from these detector weights (fine-tuning; a fresh optimizer and schedule)")
 
 
 def run_detector(args: argparse.Namespace) -> int:
@@ -64,7 +72,9 @@ def run_detector(args: argparse.Namespace) -> int:
     from ros2_sixdpose.detection.base import DetectorConfig
     from ros2_sixdpose.detection.evaluate import iter_frames
     from ros2_sixdpose.detection.segmentation import input_size
-    from ros2_sixdpose.detection.train import DETECTOR_AUGMENT, CachedFrames, DetectorTask, DetectorTrainConfig
+    from ros2_sixdpose.detection.train import (
+        DETECTOR_AUGMENT, CachedFrames, DetectorTask, DetectorTrainConfig, start_from,
+    )
     from ros2_sixdpose.train.loop import TrainConfig, train
 
     detector_config = load_config(DetectorConfig, args.config if args.config.is_file() else None)
@@ -86,6 +96,8 @@ def run_detector(args: argparse.Namespace) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True, generator=generator)
     task = DetectorTask(object_ids, config, detector_config, val_frames, seed=args.seed)
+    if args.init is not None:
+        start_from(task.net, object_ids, args.init)
     run_info = {
         "command": invoked_command(),
         "data": str(args.data),
@@ -97,6 +109,7 @@ def run_detector(args: argparse.Namespace) -> int:
         "object_ids": object_ids,
         "input_size": list(size),
         "augment": args.augment,
+        "init": str(args.init) if args.init is not None else None,
         "detector_train_config": asdict(config),
         "detector_config": asdict(detector_config),
     }
@@ -184,4 +197,73 @@ def run_nocs(args: argparse.Namespace) -> int:
     task.save_examples(args.out.with_name(args.out.name + ".examples.png"))
     print(f"step {result.history['step'][-1] if result.history['step'] else 0}: {result.final_metrics}")
     print(f"wrote {result.weights} (+ .json, .curves.png, .examples.png); checkpoint {result.checkpoint}")
+    return 0
+
+
+def _add_retrieval_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `sixdpose train retrieval`."""
+    parser.add_argument("--data", type=Path, required=True, help="BOP data set root (from `sixdpose synth`)")
+    parser.add_argument("--split", default="train", help="training split")
+    parser.add_argument("--val-data", type=Path, default=None, help="data set root of the validation split (default DATA)")
+    parser.add_argument("--val-split", default="val", help="validation split")
+    parser.add_argument("--out", type=Path, default=Path(WEIGHTS_DIR) / "retrieval_encoder.pt", help="weights file to write")
+    parser.add_argument("--config", type=Path, default=None, help="RetrievalTrainConfig YAML (default: code defaults)")
+    parser.add_argument("--retrieval-config", type=Path, default=config_file("estimator_retrieval.yaml"),
+                        help="the estimator's settings (template banks); its `retrieval` key is read")
+    parser.add_argument("--models", type=Path, default=None, help="models folder (default: the object set's)")
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--until", type=int, default=None, help="stop at this step (resumable)")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, rotations, lights and augmentation")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--device", default="cpu", help="torch device of the encoder (cpu, cuda); batches are "
+                        "rendered on the CPU either way")
+    parser.add_argument("--data-seeds", default="", help="free text recorded in the JSON, e.g. 'train 707, val 601'")
+
+
+def run_retrieval(args: argparse.Namespace) -> int:
+    """`sixdpose train retrieval`: train (or resume) and write weights, checkpoint, JSON and curves."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.core.objects import load_models
+    from ros2_sixdpose.data.bop import BopSplit
+    from ros2_sixdpose.estimation.factory import EstimatorConfig
+    from ros2_sixdpose.estimation.retrieval.bank import load_or_build_banks
+    from ros2_sixdpose.estimation.retrieval.train import (
+        ContrastiveBatches, RetrievalTask, RetrievalTrainConfig, scene_pool, validation_instances,
+    )
+    from ros2_sixdpose.paths import models_dir, under_root
+    from ros2_sixdpose.train.loop import TrainConfig, train
+
+    config = load_config(RetrievalTrainConfig, args.config)
+    retrieval = load_config(EstimatorConfig, args.retrieval_config if args.retrieval_config.is_file() else None).retrieval
+    if config.encoder.crop_size != retrieval.bank.crop_size:
+        logger.error("encoder crop_size %d differs from the banks' %d", config.encoder.crop_size, retrieval.bank.crop_size)
+        return 2
+    torch.set_num_threads(args.threads)
+    models = load_models(args.models or models_dir())
+    cache_dir = under_root(retrieval.cache_dir) if retrieval.cache_dir else None
+    banks = load_or_build_banks(models, retrieval.bank, cache_dir)
+    pool = scene_pool(BopSplit(args.data, args.split), config.min_visib_fract, set(models))
+    val = validation_instances(BopSplit(args.val_data or args.data, args.val_split), config.val_instances, 0.5)
+    batches = ContrastiveBatches(pool, models, config, retrieval.bank, args.seed)
+    task = RetrievalTask(config, val, models, retrieval, banks, args.device)
+    loop_config = TrainConfig(
+        steps=args.steps, lr=args.lr, warmup_steps=min(100, args.steps // 10), eval_every=args.eval_every,
+        checkpoint_every=min(100, args.eval_every), seed=args.seed, threads=args.threads,
+    )
+    run_info = {
+        "command": invoked_command(),
+        "data": str(args.data), "split": args.split, "val_data": str(args.val_data or args.data),
+        "val_split": args.val_split, "data_seeds": args.data_seeds, "device": args.device,
+        "scene_instances": len(pool.obj_id), "val_instances": len(val),
+        "parameters": sum(p.numel() for p in task.net.parameters()),
+        "retrieval_train_config": asdict(config), "bank": asdict(retrieval.bank),
+    }
+    result = train(task, DataLoader(batches, batch_size=None), loop_config, args.out, run_info=run_info, until=args.until)
+    print(f"step {result.history['step'][-1] if result.history['step'] else 0}: {result.final_metrics}")
+    print(f"wrote {result.weights} (+ .json, .curves.png); checkpoint {result.checkpoint}")
     return 0

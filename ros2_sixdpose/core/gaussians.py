@@ -88,15 +88,17 @@ class GaussianModel:
         """0 or 1."""
         return SH_SIZES.index(self.sh.shape[1])
 
-    def colors(self, camera_center: np.ndarray) -> np.ndarray:
-        """RGB (N, 3) float32 >= 0 seen from `camera_center` (3,) m, model frame (gsplat's SH evaluation)."""
-        rgb = SH_C0 * self.sh[:, 0]
+    def colors(self, camera_center: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
+        """RGB (M, 3) float32 >= 0 of the Gaussians `index` (M,) (default all) seen from `camera_center` (3,) m,
+        model frame (gsplat's SH evaluation)."""
+        sh = self.sh if index is None else self.sh[index]
+        rgb = SH_C0 * sh[:, 0]
         if self.sh_degree == 1:
-            dirs = self.means - np.asarray(camera_center, dtype=np.float32)
-            dirs /= np.maximum(np.linalg.norm(dirs, axis=1, keepdims=True), 1e-12)
+            dirs = (self.means if index is None else self.means[index]) - np.asarray(camera_center, dtype=np.float32)
+            dirs /= np.maximum(np.sqrt(np.einsum("ij,ij->i", dirs, dirs)), 1e-12)[:, None]
             x, y, z = dirs[:, 0:1], dirs[:, 1:2], dirs[:, 2:3]
-            rgb = rgb + SH_C1 * (-y * self.sh[:, 1] + z * self.sh[:, 2] - x * self.sh[:, 3])
-        return np.maximum(rgb + 0.5, 0.0).astype(np.float32)
+            rgb = rgb + SH_C1 * (-y * sh[:, 1] + z * sh[:, 2] - x * sh[:, 3])
+        return np.ascontiguousarray(np.maximum(rgb + 0.5, 0.0), dtype=np.float32)
 
 
 def rgb_to_sh_dc(rgb: np.ndarray) -> np.ndarray:

@@ -89,7 +89,7 @@ def _pixels(msg: Any, allowed: tuple[str, ...]) -> np.ndarray:
     if step < row_bytes:
         raise ValueError(f"{msg.encoding} image of width {width}: step {step} is less than the {row_bytes} bytes "
                          "of a row")
-    if data.size < step * height:
+    if data.size != step * height:  # longer data is as wrong as shorter: width, height or step is not the sender's
         raise ValueError(f"{msg.encoding} image of {height} rows with step {step} needs {step * height} bytes, "
                          f"got {data.size}")
     rows = data[: step * height].reshape(height, step)[:, :row_bytes]

@@ -4,41 +4,28 @@
 one object, in the project's camera convention (OpenCV; pixel (u, v) centred at integer (u, v), as the mesh
 `Renderer`). The backends:
 - "cuda": `gsplat.rasterization`, gsplat's tile rasteriser; needs an NVIDIA GPU.
-- "cpu": the project's own rasteriser (splat_gl.py): gsplat's rasteriser is a CUDA kernel only, so on a
-  machine without CUDA (this one, CI, most robot PCs) the footprints are drawn as depth-sorted, alpha-blended
-  quads through OpenGL (Mesa's llvmpipe on EGL), after the EWA projection of splat_projection.py, which
-  reproduces gsplat's.
+- "cpu": the project's own rasteriser (splat_cpu.py): gsplat's rasteriser is a CUDA kernel only, so on a
+  machine without CUDA (this one, CI, most robot PCs) the EWA projection of splat_projection.py (gsplat's
+  maths, tested against its pure-torch reference) feeds a numba-compiled copy of gsplat's per-pixel
+  front-to-back compositing.
+Both render gsplat's "antialiased" mode (opacity compensated for the 0.3 px^2 low-pass dilation).
 "auto" takes CUDA when torch sees a GPU and gsplat's kernels load, else the CPU backend.
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 
 from ros2_sixdpose.core.gaussians import GaussianModel
+from ros2_sixdpose.core.splat_result import ALPHA_COVERED, SplatRender
+
+__all__ = ["ALPHA_COVERED", "BACKENDS", "GaussianRenderer", "SplatRender", "cuda_available"]
 
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "cpu", "cuda")
-# Alpha above which a pixel counts as covered (its depth is reported, it is in the silhouette).
-ALPHA_COVERED = 0.5
-
-
-@dataclass
-class SplatRender:
-    """One rendered object on black.
-
-    rgb: (H, W, 3) float32 in [0, 1], premultiplied by alpha (black background).
-    alpha: (H, W) float32 in [0, 1], accumulated opacity.
-    depth: (H, W) float32, metres, alpha-weighted expected camera z where alpha > 0.5, else 0.
-    """
-
-    rgb: np.ndarray
-    alpha: np.ndarray
-    depth: np.ndarray
 
 
 def cuda_available() -> bool:
@@ -107,11 +94,3 @@ class GaussianRenderer:
     def __exit__(self, *exc: object) -> None:
         """Close the renderer."""
         self.close()
-
-
-def finish_depth(weighted_depth: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Expected z (H, W) float32 from sum(w z) and alpha, 0 where alpha <= ALPHA_COVERED."""
-    covered = alpha > ALPHA_COVERED
-    depth = np.zeros_like(alpha, dtype=np.float32)
-    depth[covered] = weighted_depth[covered] / alpha[covered]
-    return depth

@@ -11,8 +11,7 @@ import torch
 from gsplat import rasterization
 
 from ros2_sixdpose.core.gaussians import GaussianModel
-from ros2_sixdpose.core.splat import SplatRender, finish_depth
-from ros2_sixdpose.core.splat_cpu import BACKFACE_SLACK
+from ros2_sixdpose.core.splat_result import BACKFACE_SLACK, SplatRender, finish_depth
 from ros2_sixdpose.core.splat_projection import NEAR, gsplat_K
 
 
@@ -40,7 +39,7 @@ class CudaSplatBackend:
 
     @torch.no_grad()
     def render(self, obj_id: int, T: np.ndarray, K: np.ndarray, width: int, height: int) -> SplatRender:
-        """Rasterise one model with gsplat ("RGB+ED", classic mode, black background)."""
+        """Rasterise one model with gsplat ("RGB+ED", antialiased mode as the CPU backend, black background)."""
         m = self._models[obj_id]
         viewmat = torch.as_tensor(T, dtype=torch.float32, device=self._device)
         keep = slice(None)
@@ -52,6 +51,7 @@ class CudaSplatBackend:
             m["means"][keep], m["quats"][keep], m["scales"][keep], m["opacities"][keep], m["sh"][keep],
             viewmat[None], torch.as_tensor(gsplat_K(K), dtype=torch.float32, device=self._device)[None],
             width, height, near_plane=NEAR, sh_degree=m["sh_degree"], render_mode="RGB+ED", packed=False,
+            rasterize_mode="antialiased",
         )
         out = colors[0].cpu().numpy()
         alpha = np.ascontiguousarray(alphas[0, ..., 0].cpu().numpy())

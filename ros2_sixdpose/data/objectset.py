@@ -29,6 +29,7 @@ from ros2_sixdpose.core.objects import (
     MODELS_NAMES_FILE,
     ContinuousSymmetry,
     ObjectModel,
+    load_models,
     model_file_name,
 )
 from ros2_sixdpose.data import ply
@@ -164,6 +165,27 @@ def make_model(spec: ObjectSpec, obj_id: int, data_dir: Path) -> ObjectModel:
         ContinuousSymmetry(axis=np.asarray(axis, dtype=np.float64), offset=np.zeros(3)) for axis in spec.continuous
     )
     return ObjectModel.from_trimesh(shaded, obj_id, spec.name, discrete, continuous)
+
+
+def add_object(
+    models_dir: str | Path, mesh: str | Path, name: str, scale: float = 1.0,
+    color: tuple[float, float, float] | None = None,
+) -> ObjectModel:
+    """Add a mesh file as a new object (the next free id) to a BOP models folder, prepared as the set's objects.
+
+    `scale` turns mesh units into metres; `color` (RGB in [0, 1]) replaces a missing or unwanted texture. The
+    object gets no symmetry. Nothing is trained: retrieval and refinement need only the model.
+    """
+    models_dir, mesh = Path(models_dir), Path(mesh).resolve()
+    existing = load_models(models_dir)
+    if any(model.name == name for model in existing.values()):
+        raise ValueError(f"{models_dir}: an object named {name!r} exists already")
+    if not scale > 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
+    obj_id = max(existing, default=0) + 1
+    model = make_model(ObjectSpec(name, str(mesh), scale=scale, color=color), obj_id, mesh.parent)
+    write_models(models_dir, [*existing.values(), model])
+    return model
 
 
 def write_models(models_dir: str | Path, models: list[ObjectModel]) -> None:

@@ -64,11 +64,12 @@ class DetectorConfig:
     # segmentation
     weights: str = f"{WEIGHTS_DIR}/detector.pt"
     input_scale: float = 0.5  # the network sees the image resized by this factor
-    score_threshold: float = 0.5  # detections scoring less are dropped
+    score_threshold: float = 0.32  # detections scoring less are dropped
     center_threshold: float = 0.1  # centre-heatmap peaks below this are not instances
     center_window: int = 7  # peaks are local maxima over this many output cells (odd)
     max_instances: int = 30  # at most this many centre peaks per image
     min_area: int = 64  # full-image pixels; smaller instance fragments are dropped
+    full_score_area: int = 2400  # full-image pixels; smaller instances score less, by sqrt(area / this); 0: off
     threads: int = 1  # torch intra-op threads at inference (0 keeps torch's default); two stall on 2 shared cores
     # oracle
     dataset: str = ""  # BOP data set root whose ground truth the oracle returns
@@ -84,10 +85,10 @@ class DetectorConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.center_window < 1 or self.center_window % 2 == 0:
             raise ValueError(f"center_window must be a positive odd integer, got {self.center_window}")
-        if self.max_instances < 1 or self.min_area < 0 or self.threads < 0:
+        if self.max_instances < 1 or self.min_area < 0 or self.full_score_area < 0 or self.threads < 0:
             raise ValueError(
-                f"need max_instances >= 1, min_area >= 0, threads >= 0; got {self.max_instances}, "
-                f"{self.min_area}, {self.threads}"
+                f"need max_instances >= 1, min_area >= 0, full_score_area >= 0, threads >= 0; got "
+                f"{self.max_instances}, {self.min_area}, {self.full_score_area}, {self.threads}"
             )
 
 

@@ -125,19 +125,31 @@ def match_frame(
     for inst, is_scored in zip(gt, scored):
         counts[inst.obj_id].n_gt += int(is_scored)
     ious = mask_ious(detections, gt)
-    taken = np.zeros(len(gt), dtype=bool)
-    for d in np.argsort([-det.score for det in detections], kind="stable"):
-        candidates = np.where(~taken & (ious[d] >= iou_threshold), ious[d], -1.0)
-        g = int(np.argmax(candidates)) if len(gt) else -1
+    for d, g in enumerate(greedy_match(ious, [det.score for det in detections], iou_threshold)):
         obj = counts[detections[d].object_id]
-        if g < 0 or candidates[g] < 0:
+        if g < 0:
             obj.fp += 1
-            continue
-        taken[g] = True
-        if scored[g]:
+        elif scored[g]:
             obj.tp += 1
             obj.iou_sum += float(ious[d, g])
     return counts
+
+
+def greedy_match(ious: np.ndarray, scores: Sequence[float], iou_threshold: float) -> np.ndarray:
+    """(D,) int: the ground-truth index each detection matches, -1 for none (see the module docstring).
+
+    Args:
+        ious: (D, G) mask IoU of each detection with each ground-truth instance.
+        scores: (D,) detection scores; the best detection picks first.
+    """
+    match = np.full(len(ious), -1)
+    taken = np.zeros(ious.shape[1], dtype=bool)
+    for d in np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable"):
+        candidates = np.where(~taken & (ious[d] >= iou_threshold), ious[d], -1.0)
+        if candidates.size and candidates.max() >= 0:
+            match[d] = int(np.argmax(candidates))
+            taken[match[d]] = True
+    return match
 
 
 def evaluate(

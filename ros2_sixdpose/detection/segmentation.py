@@ -188,8 +188,8 @@ def decode_instances(
     offsets point nearest to it) have. Each pixel of class c joins the nearest of the centres of class c,
     or, if no centre has class c (its own peak was missed), the nearest centre of any class. Each
     (centre, class) group is an instance, scored by the centre's height times the mean probability of
-    class c over its pixels, and kept if that reaches `config.score_threshold` and its full-resolution
-    mask covers at least `config.min_area` pixels.
+    class c over its pixels times sqrt(min(1, area / `config.full_score_area`)), and kept if that reaches
+    `config.score_threshold` and its full-resolution mask covers at least `config.min_area` pixels.
     """
     num_classes, h2, w2 = class_logits.shape
     h4, w4 = center_heatmap.shape
@@ -199,7 +199,7 @@ def decode_instances(
             f"heatmap {center_heatmap.shape}, offsets {offsets.shape}"
         )
     height, width = image_size
-    centers, center_scores = _find_peaks(center_heatmap, config)
+    centers, center_scores = find_peaks(center_heatmap, config)
     if len(centers) == 0:
         return []
     rows, cols = np.mgrid[0:h4, 0:w4].astype(np.float32)
@@ -215,6 +215,9 @@ def decode_instances(
     votes[:, 0] = 0
     center_class = np.where(votes.max(axis=1) > 0, votes.argmax(axis=1), 0)
 
+    # Small instances are where the false positives are (docs/detector_misses.md): their score shrinks with
+    # the square root of their area below `full_score_area` full-image pixels.
+    cell_area = height * width / (h2 * w2)
     detections = []
     for cls in np.unique(classes):
         if cls == 0:
@@ -224,8 +227,9 @@ def decode_instances(
         in_class = classes == cls
         labels = _to_class_grid(assignment, h4, w4)[in_class]
         counts = np.bincount(labels, minlength=len(centers))
+        size_factor = np.sqrt(np.minimum(1.0, counts * cell_area / config.full_score_area)) if config.full_score_area else 1.0
         sums = np.bincount(labels, weights=confidence[in_class], minlength=len(centers))
-        scores = center_scores * sums / np.maximum(counts, 1)
+        scores = center_scores * sums / np.maximum(counts, 1) * size_factor
         kept = np.flatnonzero((counts > 0) & (scores >= config.score_threshold))
         if kept.size == 0:
             continue
@@ -252,7 +256,7 @@ def _to_class_grid(labels: np.ndarray, h4: int, w4: int) -> np.ndarray:
     return np.repeat(np.repeat(grid, 2, axis=0), 2, axis=1).astype(np.int64)
 
 
-def _find_peaks(heatmap: np.ndarray, config: DetectorConfig) -> tuple[np.ndarray, np.ndarray]:
+def find_peaks(heatmap: np.ndarray, config: DetectorConfig) -> tuple[np.ndarray, np.ndarray]:
     """Local maxima of an (h, w) heatmap over `config.center_window` cells, at least `center_threshold` high.
 
     Returns (K, 2) float32 (x, y) cell coordinates and (K,) heights, highest first, K <= max_instances.

@@ -28,7 +28,8 @@ from ros2_sixdpose.data.views import FrameDataset
 from ros2_sixdpose.detection.base import DetectorConfig
 from ros2_sixdpose.detection.evaluate import EvalFrame, evaluate
 from ros2_sixdpose.detection.segmentation import (
-    CENTER_STRIDE, CLASS_STRIDE, NetConfig, NetOutput, SegmentationDetector, SegNet, export_weights, normalise,
+    CENTER_STRIDE, CLASS_STRIDE, NetConfig, NetOutput, SegmentationDetector, SegNet, export_weights, load_weights,
+    normalise,
 )
 
 logger = logging.getLogger(__name__)
@@ -302,3 +303,17 @@ class DetectorTask:
     def export(self) -> dict[str, Any]:
         """The weights file `SegmentationDetector` loads."""
         return export_weights(self.net, self.object_ids)
+
+
+def start_from(net: SegNet, object_ids: list[int], path: Path) -> None:
+    """Load the parameters of an earlier run's weights file into `net`, which must have its objects and widths.
+
+    A checkpoint of the new run, if one exists, is loaded after this and wins, so a fine-tuning run resumes.
+    """
+    init_net, init_ids = load_weights(path)
+    if init_ids != list(object_ids) or init_net.config != net.config:
+        raise ValueError(
+            f"{path}: trained for objects {init_ids} with widths {list(init_net.config.widths)}; this run trains "
+            f"objects {list(object_ids)} with widths {list(net.config.widths)}"
+        )
+    net.load_state_dict(init_net.state_dict())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ros2_sixdpose.core.geometry import checked_array, invert_pose
+from ros2_sixdpose.core.geometry import checked_array, invert_pose, rotation_angle
 from ros2_sixdpose.core.objects import ObjectModel
 
 # Sampling of continuous symmetries, a fraction of the diameter (as BOP): 0.01 gives ~315 turns per axis.
@@ -61,3 +61,8 @@ def symmetric_nocs_error(pred: np.ndarray, true: np.ndarray, model: ObjectModel)
         float(np.abs(pred - nocs_in_symmetric_pose(true, model, S)).mean())
         for S in model.symmetry_transforms(SYMMETRY_STEP)
     )
+
+
+def symmetric_rotation_error(R_est: np.ndarray, R_gt: np.ndarray, symmetries: np.ndarray) -> float:
+    """Smallest angle (rad) between R_est (3, 3) and R_gt S over the symmetries (S, 4, 4) (identity included)."""
+    return float(rotation_angle(R_est, R_gt @ checked_array(symmetries, "S,4,4", "symmetries")[:, :3, :3]).min())

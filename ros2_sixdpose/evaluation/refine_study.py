@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -169,7 +170,7 @@ def run_study(
     content = {
         "command": command, "split": str(split.path), "min_visib": min_visib, "max_images": max_images,
         "refiner": asdict(refiner), "rows": [asdict(r) for r in rows], "score_roc_auc": auc,
-        "minutes": (time.time() - started) / 60, "per_instance": raw,
+        "minutes": (time.time() - started) / 60, "load_average": list(os.getloadavg()), "per_instance": raw,
     }
     out_md.parent.mkdir(parents=True, exist_ok=True)
     out_md.with_suffix(".json").write_text(json.dumps(content, indent=1) + "\n")
@@ -213,7 +214,9 @@ def markdown_report(rows: Sequence[Row], content: Mapping[str, Any], out_md: Pat
         f"Written by `{content['command']}` in {content['minutes']:.0f} min on this 2-core CPU machine. "
         f"Split `{content['split']}` (held out from all training), instances with visib_fract >= "
         f"{content['min_visib']}" + (f", first {content['max_images']} images" if content["max_images"] else "")
-        + f". Figures: `{out_md.with_suffix('.json').name}`, `{out_md.with_suffix('.png').name}`.",
+        + f". Figures: `{out_md.with_suffix('.json').name}`, `{out_md.with_suffix('.png').name}`. Load average at the end "
+        f"{content['load_average'][0]:.1f} (1 min) / {content['load_average'][2]:.1f} (15 min) on the 2 cores: the ms figures "
+        "are wall time and grow with the load; `sixdpose bench refiner` times the refiner alone.",
         "",
         "| estimator | detections | refined | n | ADD(-S) | AR_MSSD | AR_MSPD | median rot. err. (deg) | "
         "median transl. err. (cm) | made worse | ms per object |",

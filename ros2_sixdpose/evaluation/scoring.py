@@ -26,7 +26,7 @@ from ros2_sixdpose.core.metrics import VSD_DELTA
 from ros2_sixdpose.core.objects import ObjectModel
 from ros2_sixdpose.core.render import Renderer
 from ros2_sixdpose.data.bop import BopSplit, GtInstance, PoseResult, image_size, read_depth
-from ros2_sixdpose.evaluation import METRICS
+from ros2_sixdpose.evaluation import BOP_MIN_VISIB, METRICS
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class EvalConfig:
     """What to compute and which ground truth counts."""
 
     metrics: tuple[str, ...] = METRICS
-    min_visib: float = 0.0  # ground-truth instances with visib_fract below this are left out
+    min_visib: float = BOP_MIN_VISIB  # ground-truth instances with visib_fract below this are left out
     max_sym_disc_step: float = 0.01  # continuous symmetries sampled every 0.01 x diameter (as BOP)
     vsd_delta: float = VSD_DELTA  # m
 

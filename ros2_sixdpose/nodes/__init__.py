@@ -20,11 +20,13 @@ class NodeSpec:
     node_class: str
     default_name: str
     summary: str
+    stages: tuple[str, ...] = ()  # namespaces of the stage parameters it declares, e.g. `detector` (detector.*)
 
     @property
     def entry_point(self) -> str:
-        """The setup.py console_scripts entry, e.g. `detector_node = ros2_sixdpose.nodes.detector_node:main`."""
-        return f"{self.executable} = {self.module}:main"
+        """The setup.py console_scripts entry, e.g. `detector_node = ros2_sixdpose.nodes.start:detector_node`
+        (`ros2_sixdpose.nodes.start` imports `module` and calls its main())."""
+        return f"{self.executable} = ros2_sixdpose.nodes.start:{self.executable}"
 
 
 NODES: dict[str, NodeSpec] = {
@@ -32,13 +34,13 @@ NODES: dict[str, NodeSpec] = {
     for spec in (
         NodeSpec(
             "detector_node", "ros2_sixdpose.nodes.detector_node", "DetectorNode", "sixdpose_detector",
-            "image + camera_info -> DetectionArray (and a mask overlay image)",
+            "image + camera_info -> DetectionArray (and a mask overlay image)", ("detector",),
         ),
         NodeSpec(
             "pose_estimator_node", "ros2_sixdpose.nodes.pose_estimator_node", "PoseEstimatorNode",
             "sixdpose_pose_estimator",
             "image + camera_info (+ detections, or its own detector) -> ObjectPoseArray, PoseStamped, TF, "
-            "markers, overlay",
+            "markers, overlay", ("detector", "estimator", "refiner"),
         ),
         NodeSpec(
             "tracker_node", "ros2_sixdpose.nodes.tracker_node", "TrackerNode", "sixdpose_tracker",

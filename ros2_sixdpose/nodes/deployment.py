@@ -62,8 +62,14 @@ class Deployment:
 
 
 def with_parameters(deployment: Deployment, parameters: dict[str, object]) -> Deployment:
-    """`deployment` with `parameters` set on every node (a node ignores the ones it does not declare)."""
-    nodes = tuple(dataclasses.replace(node, parameters={**node.parameters, **parameters}) for node in deployment.nodes)
+    """`deployment` with `parameters` set on every node, a stage's (`detector.score_threshold`) only on the nodes
+    that run that stage: a node refuses parameters it does not declare."""
+    def fits(node: NodeLaunch, name: str) -> bool:
+        return "." not in name or name.split(".", 1)[0] in node.spec.stages
+
+    nodes = tuple(dataclasses.replace(node, parameters={**node.parameters,
+                                                        **{k: v for k, v in parameters.items() if fits(node, k)}})
+                  for node in deployment.nodes)
     return dataclasses.replace(deployment, nodes=nodes)
 
 

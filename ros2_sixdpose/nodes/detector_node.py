@@ -12,7 +12,7 @@ from typing import Any
 from sensor_msgs.msg import CameraInfo, Image
 
 from ros2_sixdpose.core.objects import model_names
-from ros2_sixdpose.detection.base import DetectorConfig
+from ros2_sixdpose.detection.base import Detector, DetectorConfig
 from ros2_sixdpose.detection.factory import make_detector
 from ros2_sixdpose.msg import DetectionArray
 from ros2_sixdpose.nodes import NODES
@@ -41,15 +41,26 @@ class DetectorNode(CameraNode):
 
     def __init__(self, node_name: str = NODES["detector_node"].default_name, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        config = declare_config(self, DetectorConfig, resolve(self.root, self.settings.detector_config), "detector.")
-        self.detector = make_detector(config, self.root)
-        self.keys = OracleKeys(config, self.settings.oracle_scene, self.root) if config.type == "oracle" else None
-        models_dir = resolve(self.root, config.models_dir)
-        self.names = model_names(models_dir)
+        self.config = declare_config(self, DetectorConfig, resolve(self.root, self.settings.detector_config),
+                                     "detector.")
+        self.models_dir = resolve(self.root, self.config.models_dir)
+        self.names = model_names(self.models_dir)
+        self.detector: Detector | None = None  # built on configure
+        self.keys: OracleKeys | None = None
         self._detections = self.create_publisher(DetectionArray, DETECTIONS_TOPIC, RESULT_QOS)
         self._overlay = self.create_publisher(Image, DETECTIONS_OVERLAY_TOPIC, RESULT_QOS)
         self.subscribe_camera(self.on_camera, self.inference_group)
-        self.get_logger().info(f"ready: {config.type} detector for {len(self.names)} objects of {models_dir}")
+
+    def build_stages(self) -> None:
+        """Load the detector (and, for the oracle, the image keys of its scene)."""
+        self.detector = make_detector(self.config, self.root)
+        if self.config.type == "oracle":
+            self.keys = OracleKeys(self.config, self.settings.oracle_scene, self.root)
+        self.get_logger().info(f"ready: {self.config.type} detector for {len(self.names)} objects of {self.models_dir}")
+
+    def free_stages(self) -> None:
+        """Drop the detector and its network."""
+        self.detector = self.keys = None
 
     def on_camera(self, image: Image, info: CameraInfo | None) -> None:
         """Detect the objects of one frame and publish them."""
@@ -64,6 +75,8 @@ class DetectorNode(CameraNode):
             self.reject("detector", f"{type(exc).__name__}: {exc}")
             return
         self.latency.add("detect", time.perf_counter() - start)
+        if not self.active:  # deactivated while this frame was processed
+            return
         self._detections.publish(detection_array_msg(detections, self.names, checked.header))
         if self.settings.publish_overlay and self._overlay.get_subscription_count() > 0:
             overlay = draw_detections(checked.frame.rgb, detections, self.names)

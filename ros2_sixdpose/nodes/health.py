@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
-from ros2_sixdpose.topics import FRAME_COUNT_KEYS
+from ros2_sixdpose.topics import DROPPED_KEY, FRAME_COUNT_KEYS
 
 # Distinct problems remembered (and so logged once each); beyond, new ones are counted but not logged, so a
 # message that varies per frame cannot flood the log.
@@ -68,11 +68,12 @@ class LatencyStats:
 
 @dataclass
 class FrameCounters:
-    """Frames a node received, answered (published a result for) and rejected."""
+    """Frames a node received, answered (published a result for) and rejected, and those it never received."""
 
     received: int = 0
     answered: int = 0
     rejected: int = 0
+    dropped: int = 0  # replaced by newer frames while the node was busy, before any callback saw them
 
 
 def diagnostic_status(
@@ -89,6 +90,7 @@ def diagnostic_status(
     else:
         level, message = DiagnosticStatus.OK, "ok"
     values = [KeyValue(key=key, value=str(getattr(counters, what))) for what, key in FRAME_COUNT_KEYS.items()]
+    values.append(KeyValue(key=DROPPED_KEY, value=str(counters.dropped)))
     for stage, (median, p90) in sorted(latency.summary().items()):
         values.append(KeyValue(key=f"{stage} ms median", value=f"{1e3 * median:.1f}"))
         values.append(KeyValue(key=f"{stage} ms p90", value=f"{1e3 * p90:.1f}"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import array
 import dataclasses
+import difflib
 import types
 import typing
 from collections.abc import Collection
@@ -101,3 +102,23 @@ def declare_config(
             value = default
         values[name] = list(value) if isinstance(value, (list, tuple, array.array)) else value
     return load_config(cls, path, values)
+
+
+def refuse_unknown_parameters(node: Node) -> None:
+    """Raise ValueError naming each parameter given to `node` (file, `-p`, overrides) that it never declared.
+
+    rclpy drops such values silently, so a misspelt `min_scor` would leave `min_score` at its default. Call
+    once every parameter is declared. The message suggests close names and lists all the node has.
+    """
+    known = set(node.get_parameters_by_prefix(""))
+    # rclpy keeps the given values only in this attribute; no public accessor exists (rclpy 9).
+    unknown = sorted(name for name in node._parameter_overrides if name not in known
+                     and not name.startswith("qos_overrides."))  # declared by publishers that allow them
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=3)
+        hints.append(f"{name} (did you mean {' or '.join(close)}?)" if close else name)
+    raise ValueError(f"node {node.get_name()} has no parameter {', '.join(hints)}; its parameters: "
+                     f"{', '.join(sorted(known))}")

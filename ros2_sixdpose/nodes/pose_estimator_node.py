@@ -25,7 +25,7 @@ from ros2_sixdpose.core.messages import stamp_ns
 from ros2_sixdpose.core.objects import ObjectRegistry
 from ros2_sixdpose.detection.base import Detection, DetectorConfig
 from ros2_sixdpose.detection.factory import make_detector
-from ros2_sixdpose.estimation.base import PoseEstimate
+from ros2_sixdpose.estimation.base import PoseEstimate, PoseEstimator
 from ros2_sixdpose.estimation.factory import EstimatorConfig, make_estimator
 from ros2_sixdpose.msg import DetectionArray
 from ros2_sixdpose.nodes import NODES
@@ -38,6 +38,7 @@ from ros2_sixdpose.nodes.stages import OracleKeys
 from ros2_sixdpose.nodes.sync import StampBuffer
 from ros2_sixdpose.paths import MODELS_DIR, resolve
 from ros2_sixdpose.pipeline import Pipeline
+from ros2_sixdpose.refinement.base import PoseRefiner
 from ros2_sixdpose.refinement.factory import RefinerConfig, make_refiner
 from ros2_sixdpose.topics import DETECTIONS_TOPIC
 
@@ -82,31 +83,47 @@ class PoseEstimatorNode(CameraNode):
         models_dir = resolve(self.root, settings.models_dir)
         registry = ObjectRegistry.from_dir(models_dir, settings.objects or None)
         self.names = {model.obj_id: model.name for model in registry}
-        estimator_config = declare_config(self, EstimatorConfig, resolve(self.root, settings.estimator_config),
-                                          "estimator.")
-        estimator = make_estimator(estimator_config, self.root)
-        refiner_config = declare_config(self, RefinerConfig, resolve(self.root, settings.refiner_config), "refiner.")
-        self.refiner = make_refiner(refiner_config, self.root)
+        self.estimator_config = declare_config(self, EstimatorConfig, resolve(self.root, settings.estimator_config),
+                                               "estimator.")
+        self.refiner_config = declare_config(self, RefinerConfig, resolve(self.root, settings.refiner_config),
+                                             "refiner.")
         self.results = ResultPublisher(self, registry, models_dir)
         self.keys: OracleKeys | None = None
+        self.pipeline: Pipeline | None = None  # internal detections; built on configure
+        self.estimator: PoseEstimator | None = None  # detections from the topic; built on configure
+        self.refiner: PoseRefiner | None = None
+        # Declared in both modes (unused with topic detections), as detector_config is: one parameter file or
+        # `sixdpose replay --param detector.*` serves a whole deployment.
+        self.detector_config = declare_config(self, DetectorConfig, resolve(self.root, settings.detector_config),
+                                              "detector.")
         if settings.detections == "internal":
-            detector_config = declare_config(self, DetectorConfig, resolve(self.root, settings.detector_config),
-                                             "detector.")
-            self.pipeline = Pipeline(make_detector(detector_config, self.root), estimator, self.refiner)
-            if detector_config.type == "oracle":
-                self.keys = OracleKeys(detector_config, settings.oracle_scene, self.root)
             self.subscribe_camera(self.on_camera, self.inference_group)
         else:
-            self.estimator = estimator
             self.frames: StampBuffer[CameraFrame] = StampBuffer(settings.frame_buffer)
             self.subscribe_camera(self.keep_frame, self.default_callback_group)
             self.create_subscription(DetectionArray, DETECTIONS_TOPIC, self.on_detections, RESULT_QOS,
                                      callback_group=self.inference_group)
         self.add_on_set_parameters_callback(self._check_settings)
         self.add_post_set_parameters_callback(self._apply_settings)
+
+    def build_stages(self) -> None:
+        """Load the estimator, refiner and (internal detections) detector with their weights."""
+        settings: PoseEstimatorNodeSettings = self.settings
+        estimator = make_estimator(self.estimator_config, self.root)
+        self.refiner = make_refiner(self.refiner_config, self.root)
+        if settings.detections == "internal":
+            self.pipeline = Pipeline(make_detector(self.detector_config, self.root), estimator, self.refiner)
+            if self.detector_config.type == "oracle":
+                self.keys = OracleKeys(self.detector_config, settings.oracle_scene, self.root)
+        else:
+            self.estimator = estimator
         refined = f" + {self.refiner.method}" if self.refiner is not None else ""
         self.get_logger().info(f"ready: {estimator.method}{refined} with {settings.detections} detections, publishing "
                                f"{', '.join(self.names.values())}")
+
+    def free_stages(self) -> None:
+        """Drop the stages and their networks."""
+        self.pipeline = self.estimator = self.refiner = self.keys = None
 
     # ------------------------------------------------------------ internal detections
 
@@ -137,6 +154,8 @@ class PoseEstimatorNode(CameraNode):
 
     def on_detections(self, msg: DetectionArray) -> None:
         """Estimate the poses of one frame's detections, then publish."""
+        if not self.active:
+            return
         started = time.perf_counter()
         stamp = stamp_ns(msg.header.stamp)
         checked = self.frames.pop(stamp)
@@ -162,7 +181,9 @@ class PoseEstimatorNode(CameraNode):
 
     def _publish(self, checked: CameraFrame, detections: list[Detection], estimates: list[PoseEstimate],
                  started: float) -> None:
-        """Publish the poses of one frame and record it as answered."""
+        """Publish the poses of one frame and record it as answered (not when deactivated meanwhile)."""
+        if not self.active:
+            return
         unknown = sorted({d.object_id for d in detections} - set(self.names))
         if unknown:
             self.problems.report("objects", f"detections of object ids {unknown}, which are not published "

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import TracebackType
 
@@ -107,7 +108,23 @@ class NodeProcesses:
         raise NodeExited(f"node {name} exited with code {code}{tail}")
 
     def stop(self) -> None:
-        """Interrupt the running nodes, kill those that do not stop; warn of unclean ends `check` did not report."""
+        """Interrupt the running nodes, kill those that do not stop; warn of unclean ends `check` did not report.
+
+        Ctrl-C and SIGTERM are ignored meanwhile: a second Ctrl-C would otherwise end this process in the
+        middle and leave node processes running without a parent.
+        """
+        if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
+            self._stop()
+            return
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self._stop()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _stop(self) -> None:
+        """`stop` without touching signal handlers."""
         for process in self.processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGINT)

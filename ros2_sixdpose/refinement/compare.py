@@ -36,8 +36,8 @@ class CompareConfig:
     """Weights and blur of the comparison (the `compare` section of config/refiner.yaml)."""
 
     blur_sigma: float = 1.5  # px of the crop; smooths both images and masks
-    shading_weight: float = 0  # per-pixel weight of the shading residual beside the silhouette's (1)
-    score_shading_share: float = 0.3  # score = (1 - shares) IoU + shading share x shading fit ...
+    shading_weight: float = 0.0  # per-pixel weight of the shading residual beside the silhouette's (1)
+    score_shading_share: float = 0.5  # score = (1 - shares) IoU + shading share x shading fit ...
     score_detail_share: float = 0.3  # ... + detail share x detail correlation
 
     def __post_init__(self) -> None:

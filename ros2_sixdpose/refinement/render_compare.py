@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from ros2_sixdpose.core.camera import CropTransform, PinholeCamera, square_box
@@ -34,7 +35,7 @@ class RenderCompareConfig:
     """Settings of the render-and-compare refiner (config/refiner.yaml)."""
 
     crop_scale: float = 1.4  # crop side / the detection box's longer side
-    coarse_size: int = 48  # px; LM on the surviving hypotheses at this crop size
+    coarse_size: int = 64  # px; LM on the surviving hypotheses at this crop size
     fine_size: int = 96  # px; LM on the best one at this size, and the final score
     keep_hypotheses: int = 3  # how many of the scored hypotheses get the coarse LM
     coarse_iterations: int = 15
@@ -112,10 +113,13 @@ class RenderCompareRefiner(PoseRefiner):
 
     def _crop(self, rgb: np.ndarray, camera: PinholeCamera, detection: Detection, others: np.ndarray,
               size: int) -> _Crop:
-        """The detection's square crop at `size` px."""
+        """The detection's square crop at `size` px; crop pixels beyond the image count as claimed by others."""
         crop = CropTransform(tuple(square_box(detection.box, self.config.crop_scale)), (size, size))
         K = crop.K_crop(camera.K)
-        obs = observe(crop.warp(rgb), crop.warp(detection.mask, 0), crop.warp(others, 0), K, self.config.compare)
+        # An object cut by the image's border goes on beyond it: there the mask's absence says nothing.
+        outside = ~crop.warp(np.ones(rgb.shape[:2], dtype=bool), cv2.INTER_NEAREST)
+        obs = observe(crop.warp(rgb), crop.warp(detection.mask, cv2.INTER_NEAREST),
+                      crop.warp(others, cv2.INTER_NEAREST) | outside, K, self.config.compare)
         return _Crop(K, size, obs)
 
     def _residual_fn(self, obj_id: int, crop: _Crop, delta: PoseDelta) -> Callable[[np.ndarray], np.ndarray]:
@@ -152,7 +156,10 @@ class RenderCompareRefiner(PoseRefiner):
         if estimate.found:
             starts.append(estimate.T_cam_obj)
         if self.hypotheses is not None:
-            starts += [T for T, _ in self.hypotheses(rgb, camera, detection)]
+            try:
+                starts += [T for T, _ in self.hypotheses(rgb, camera, detection)]
+            except ValueError as exc:  # e.g. a mask too small to retrieve from: refine the estimate alone
+                logger.debug("object %d: no retrieved starts (%s)", obj_id, exc)
         if not starts:
             return estimate
         coarse = self._crop(rgb, camera, detection, others, self.config.coarse_size)

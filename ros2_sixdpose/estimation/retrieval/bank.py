@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from ros2_sixdpose.core.geometry import make_pose
 from ros2_sixdpose.core.objects import ObjectModel
-from ros2_sixdpose.core.render import Renderer
+from ros2_sixdpose.core.render import Lighting, Renderer
 from ros2_sixdpose.estimation.retrieval.crops import normalised_crops
 from ros2_sixdpose.estimation.retrieval.viewpoints import fibonacci_sphere, view_rotations
 
@@ -100,9 +100,13 @@ def render_camera(model: ObjectModel, config: BankConfig) -> np.ndarray:
     return np.array([[focal, 0.0, centre], [0.0, focal, centre], [0.0, 0.0, 1.0]])
 
 
-def render_views(renderer: Renderer, model: ObjectModel, R_cam_obj: np.ndarray, config: BankConfig):
+def render_views(
+    renderer: Renderer, model: ObjectModel, R_cam_obj: np.ndarray, config: BankConfig,
+    lighting: list[Lighting] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Render the model on the optical axis at the canonical distance in rotations R_cam_obj (V, 3, 3).
 
+    `lighting`: one per view (the renderer's default light when None, as in the bank).
     Returns (rgb (V, R, R, 3) uint8, mask (V, R, R) bool) with R = render_size.
     """
     K = render_camera(model, config)
@@ -111,7 +115,8 @@ def render_views(renderer: Renderer, model: ObjectModel, R_cam_obj: np.ndarray, 
     mask = np.empty((len(R_cam_obj), size, size), bool)
     for v, R in enumerate(R_cam_obj):
         T = make_pose(R, [0.0, 0.0, config.distance])
-        result = renderer.render(K, size, size, [(model.obj_id, T)], outputs=("rgb", "instance"))
+        light = None if lighting is None else lighting[v]
+        result = renderer.render(K, size, size, [(model.obj_id, T)], lighting=light, outputs=("rgb", "instance"))
         rgb[v], mask[v] = result.rgb, result.instance >= 0
     return rgb, mask
 

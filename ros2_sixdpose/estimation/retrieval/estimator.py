@@ -28,7 +28,9 @@ def make_retriever(config: RetrievalConfig, root: str | Path = ".") -> Retriever
     if config.scorer == "learned":
         from ros2_sixdpose.estimation.retrieval.embedding import EmbeddingScorer
 
-        scorer = EmbeddingScorer.from_weights(root / config.weights, banks, config.threads)
+        scorer = EmbeddingScorer.from_weights(
+            root / config.weights, banks, config.threads, config.silhouette_weight, cache_dir
+        )
     else:
         scorer = SilhouetteScorer(banks)
     return Retriever(models, banks, scorer, config)

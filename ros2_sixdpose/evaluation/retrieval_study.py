@@ -18,15 +18,16 @@ import numpy as np
 from tqdm import tqdm
 
 from ros2_sixdpose.core.camera import PinholeCamera
-from ros2_sixdpose.core.geometry import rotation_angle
 from ros2_sixdpose.core.metrics import ADD_THRESHOLD, add_s
 from ros2_sixdpose.core.objects import ObjectModel
 from ros2_sixdpose.data.bop import BopSplit, read_mask, read_rgb
 from ros2_sixdpose.core.checks import mask_box
 from ros2_sixdpose.detection.base import Detection
 from ros2_sixdpose.estimation.retrieval.retriever import Retriever
+from ros2_sixdpose.estimation.symmetry import symmetric_rotation_error
 
 TOP_KS = (1, 5, 20)
+THRESHOLD_DEG = 15.0  # a hypothesis this close to the true rotation counts as found (the issue's figure)
 
 
 @dataclass
@@ -45,14 +46,9 @@ class RetrievalScores:
     per_object: dict[str, dict[str, float]]
 
 
-def symmetric_rotation_error(R_est: np.ndarray, R_gt: np.ndarray, symmetries: np.ndarray) -> float:
-    """Smallest angle (rad) between R_est (3, 3) and R_gt S over the symmetries (S, 4, 4) (identity included)."""
-    return float(rotation_angle(R_est, R_gt @ symmetries[:, :3, :3]).min())
-
-
 def study_retrievers(
     retrievers: dict[str, Retriever], split: BopSplit, models: dict[int, ObjectModel], min_visib: float = 0.5,
-    rotation_threshold_deg: float = 15.0, progress: bool = True,
+    rotation_threshold_deg: float = THRESHOLD_DEG, progress: bool = True,
 ) -> list[RetrievalScores]:
     """Scores of each named retriever on every visible-enough instance of `split` (true masks)."""
     symmetries = {obj_id: model.symmetry_transforms(0.01) for obj_id, model in models.items()}
@@ -127,6 +123,11 @@ def markdown_table(scores: list[RetrievalScores], threshold_deg: float) -> str:
 def write_report(scores: list[RetrievalScores], out: Path, threshold_deg: float, content: dict[str, Any]) -> None:
     """Write the Markdown table to `out` and everything (per object too) to `out` with .json."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(markdown_table(scores, threshold_deg) + "\n")
+    header = (
+        "# Retrieval of initial poses: silhouette vs learned scorer\n\n"
+        f"`{content.get('command', '')}` on {content.get('split', '')}, true visible masks, instances with "
+        f"visib_fract >= {content.get('min_visib', '')}; per object in the JSON beside this file.\n\n"
+    )
+    out.write_text(header + markdown_table(scores, threshold_deg) + "\n")
     data = {**content, "scores": [asdict(s) for s in scores]}
     out.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
