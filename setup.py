@@ -13,6 +13,7 @@ setup(
             "sixdpose = ros2_sixdpose.cli:main",
             "detector_node = ros2_sixdpose.nodes.start:detector_node",
             "pose_estimator_node = ros2_sixdpose.nodes.start:pose_estimator_node",
+            "tracker_node = ros2_sixdpose.nodes.start:tracker_node",
         ],
     },
 )

@@ -7,6 +7,7 @@ BOP split and scoring it is `ros2_sixdpose.evaluation.split_run`.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,10 +77,16 @@ class Pipeline:
         return cls(make_detector(detector, root), make_estimator(estimator, root),
                    make_refiner(refiner, root) if refiner is not None else None)
 
-    def process(self, frame: Frame) -> FrameResult:
-        """Detect the objects in `frame`, estimate their poses and refine them."""
+    def process(self, frame: Frame,
+                select: Callable[[list[Detection]], list[Detection]] | None = None) -> FrameResult:
+        """Detect the objects in `frame`, estimate their poses and refine them.
+
+        `select` keeps the detections worth estimating (the tracker's: those no tracked instance explains).
+        """
         start = time.perf_counter()
         detections = self.detector.detect(frame.rgb, frame.key)
+        if select is not None:
+            detections = select(detections)
         detected = time.perf_counter()
         initial = self.estimator.estimate(frame.rgb, frame.camera, detections)
         estimated = time.perf_counter()

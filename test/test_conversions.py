@@ -404,7 +404,7 @@ def test_deployment_topics_remappings_and_errors(tmp_path):
     assert load_deployment(path, camera_info_topic="/usb_cam/camera_info").remappings()[1] == (
         CAMERA_INFO_TOPIC, "/usb_cam/camera_info")
     for text, message in [
-        ("nodes:\n  - executable: tracker_node\n", "unknown executable 'tracker_node'"),
+        ("nodes:\n  - executable: flying_node\n", "unknown executable 'flying_node'"),
         ("nodes:\n  - {executable: detector_node}\n  - {executable: detector_node}\n", "used more than once"),
         ("camera: {image: image_raw}\nnodes:\n  - {executable: detector_node}\n", "absolute topic"),
         ("nodes: []\n", "non-empty list"),

@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      "objects, and peak RSS", _pipeline_arguments, run_pipeline),
         ("refiner", "ms per object of retrieval + render-and-compare refinement from 15 deg / 2 cm starts",
          _refiner_arguments, run_refiner),
+        ("tracking", "frames/s and accuracy of the tracker on a held-out 30 Hz sequence, 1 and 3 objects",
+         _tracking_arguments, run_tracking),
         ("splat", "ms per 96x96 render of each Gaussian object (CPU rasteriser by default)",
          _splat_arguments, run_splat),
     ):
@@ -243,6 +245,38 @@ def run_refiner(args: argparse.Namespace) -> int:
         print(f"{name:<12}{row['median_ms']:>10.1f}{row['success']:>9.2f}")
     print(f"{'all':<12}{figures['median_ms']:>10.1f}   (p90 {figures['p90_ms']:.1f}, CPU {figures['cpu_median_ms']:.1f})")
     print(f"target <= {figures['target_ms']:.0f} ms: {_verdict(figures['meets_target'])}; written to {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------- tracking
+
+
+def _tracking_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=config_file("tracker.yaml"), help="tracking configuration")
+    parser.add_argument("--sequence", type=Path, default=Path(OUT_DIR) / "bench" / "tracking_sequence",
+                        help="data set root of the benchmark sequence (synthesised there when absent)")
+    parser.add_argument("--scenes", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=90, help="frames per scene (30 Hz)")
+
+
+def run_tracking(args: argparse.Namespace) -> int:
+    """Track a held-out sequence with 1 and 3 objects; print and write frames/s, ADD(-S) recall, RBOT success."""
+    from ros2_sixdpose.bench import tracking
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.tracking.factory import TrackingConfig
+
+    config = load_config(TrackingConfig, args.config)
+    figures = tracking.measure(config, package_root(), args.sequence, args.scenes, args.frames)
+    _write(figures, args.out)
+    print(f"{config.refiner} tracker on {figures['sequence']} (seed {figures['seed']}), from the first frame's "
+          "ground truth, no reset")
+    print(f"{'instances':<12}{'Hz':>8}{'median ms':>11}{'p90 ms':>9}{'ADD(-S)':>9}{'RBOT':>7}{'frames':>8}")
+    for n, key in ((1, "1_object"), (3, "3_objects")):
+        f = figures[key]
+        print(f"{n:<12}{figures['hz_' + key]:>8.1f}{f['median_ms']:>11.1f}{f['p90_ms']:>9.1f}"
+              f"{f['add_recall']:>9.3f}{f['rbot_success']:>7.3f}{f['frames']:>8d}")
+    print(f"targets >= {figures['target_hz_1_object']:.0f} Hz (1) and >= {figures['target_hz_3_objects']:.0f} Hz (3): "
+          f"{_verdict(figures['meets_target'])}; written to {args.out}")
     return 0
 
 

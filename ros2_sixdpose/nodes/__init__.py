@@ -42,5 +42,10 @@ NODES: dict[str, NodeSpec] = {
             "image + camera_info (+ detections, or its own detector) -> ObjectPoseArray, PoseStamped, TF, "
             "markers, overlay", ("detector", "estimator", "refiner"),
         ),
+        NodeSpec(
+            "tracker_node", "ros2_sixdpose.nodes.tracker_node", "TrackerNode", "sixdpose_tracker",
+            "image + camera_info -> poses tracked frame to frame (detector + estimator in-process when a track is "
+            "needed): ObjectPoseArray, PoseStamped, TF, markers, overlay",
+        ),
     )
 }
