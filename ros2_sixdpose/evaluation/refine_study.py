@@ -10,6 +10,7 @@ wrong, and how well the refiner's score separates right from wrong poses (ROC an
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import time
@@ -102,7 +103,7 @@ def run_case(
     matched: dict[bool, list[_Matched]] = {False: [], True: []}
     seconds = {False: 0.0, True: 0.0}
     n_detections = 0
-    frames = list(split_frames(split))[:max_images]
+    frames = list(itertools.islice(split_frames(split), max_images))  # reads only the images it keeps
     scenes = {s: split.read_scene(s) for s in split.scene_ids()}
     for frame in tqdm(frames, desc=f"{case.estimator_name}, {case.detector_name}", unit="img"):
         out = pipeline.process(frame)
