@@ -569,14 +569,18 @@ def test_lifecycle_services_configure_activate_deactivate_and_clean_up_the_node(
     get_state = probe.node.create_client(GetState, "/managed_estimator/get_state")
     change_state = probe.node.create_client(ChangeState, "/managed_estimator/change_state")
 
-    def call(client, request):
+    def call(client, request, attempts: int = 1):
+        # Fast DDS can drop a service's first responses while it still discovers the client's response reader
+        # ("failed to send response (timeout)"); idempotent requests are therefore sent again until answered.
         assert client.wait_for_service(ANSWER_TIMEOUT_S), run.log()
-        future = client.call_async(request)
-        assert probe.spin(ANSWER_TIMEOUT_S, future.done), f"no answer from {client.srv_name}"
-        return future.result()
+        for _ in range(attempts):
+            future = client.call_async(request)
+            if probe.spin(ANSWER_TIMEOUT_S / attempts, future.done):
+                return future.result()
+        raise AssertionError(f"no answer from {client.srv_name}")
 
     def state() -> str:
-        return call(get_state, GetState.Request()).current_state.label
+        return call(get_state, GetState.Request(), attempts=6).current_state.label
 
     def transition(transition_id: int) -> bool:
         return call(change_state, ChangeState.Request(transition=Transition(id=transition_id))).success
@@ -593,6 +597,9 @@ def test_lifecycle_services_configure_activate_deactivate_and_clean_up_the_node(
 
     try:
         assert state() == "unconfigured"
+        # A first exchange with change_state that changes nothing: activating an unconfigured node is refused.
+        activate = ChangeState.Request(transition=Transition(id=Transition.TRANSITION_ACTIVATE))
+        assert not call(change_state, activate, attempts=6).success and state() == "unconfigured"
         assert "ready:" not in run.log()  # nothing loaded yet
         assert unanswered()
         assert transition(Transition.TRANSITION_CONFIGURE) and state() == "inactive"
