@@ -146,3 +146,8 @@ def test_refiner_without_a_start_returns_the_estimate_unchanged(renderer, models
     assert refiner.refine(rgb, PinholeCamera(K, 640, 480), [empty], [start]) == [start]
     with pytest.raises(ValueError, match="2 detections but 1 estimates"):
         refiner.refine(rgb, PinholeCamera(K, 640, 480), [detection, detection], [nothing])
+
+
+def test_score_shares_that_leave_the_iou_a_negative_weight_are_refused():
+    with pytest.raises(ValueError, match="summing to at most 1"):
+        CompareConfig(score_shading_share=0.8, score_detail_share=0.3)

@@ -41,10 +41,11 @@ class CompareConfig:
     score_detail_share: float = 0.3  # ... + detail share x detail correlation
 
     def __post_init__(self) -> None:
-        if not (self.blur_sigma >= 0 and self.shading_weight >= 0 and 0 <= self.score_shading_share <= 1):
+        shares = (self.score_shading_share, self.score_detail_share)
+        if not (self.blur_sigma >= 0 and self.shading_weight >= 0 and min(shares) >= 0 and sum(shares) <= 1):
             raise ValueError(
-                "need blur_sigma >= 0, shading_weight >= 0 and 0 <= score_shading_share <= 1, got "
-                f"{self.blur_sigma}, {self.shading_weight}, {self.score_shading_share}"
+                "need blur_sigma >= 0, shading_weight >= 0 and score shares >= 0 summing to at most 1 (the rest "
+                f"weighs the IoU), got {self.blur_sigma}, {self.shading_weight}, {shares}"
             )
 
 
