@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ros2_sixdpose.cli import train_mrcnet
 from ros2_sixdpose.cli.common import invoked_command
 from ros2_sixdpose.paths import WEIGHTS_DIR, config_file
 
@@ -35,6 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_retrieval_arguments(retrieval)
     retrieval.set_defaults(func=run_retrieval)
+    # MRC-Net's options and runner live in their own module (train_mrcnet.py).
+    mrcnet = networks.add_parser(
+        "mrcnet", help="MRC-Net pose classifier and multi-scale residual-correlation regressor (Li et al. 2024)"
+    )
+    train_mrcnet.add_arguments(mrcnet)
+    mrcnet.set_defaults(func=train_mrcnet.run)
 
 
 def _add_detector_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,12 +1,15 @@
 """Build the configured pose estimator by name (config/estimator*.yaml)."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ros2_sixdpose.estimation.base import PoseEstimator
+from ros2_sixdpose.estimation.mrcnet.estimator import MrcNetEstimator, MrcNetEstimatorConfig
 from ros2_sixdpose.estimation.nocs_estimator import NocsEstimator, NocsEstimatorConfig
+from ros2_sixdpose.estimation.per_object import PerObjectConfig, PerObjectEstimator
 from ros2_sixdpose.estimation.retrieval.estimator import RetrievalEstimator
 from ros2_sixdpose.estimation.retrieval.retriever import RetrievalConfig
 
@@ -18,16 +21,31 @@ class EstimatorConfig:
     type: str = "nocs"
     nocs: NocsEstimatorConfig = field(default_factory=NocsEstimatorConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    mrcnet: MrcNetEstimatorConfig = field(default_factory=MrcNetEstimatorConfig)
+    per_object: PerObjectConfig = field(default_factory=PerObjectConfig)  # type per_object: a method per object
 
     def __post_init__(self) -> None:
         if self.type not in ESTIMATORS:
             raise ValueError(f"estimator type must be one of {sorted(ESTIMATORS)}, got {self.type!r}")
+        if self.type == "per_object":
+            unknown = sorted({self.per_object.default, *self.per_object.methods} - set(ESTIMATORS))
+            if unknown:
+                raise ValueError(f"per_object methods must be among {sorted(ESTIMATORS)}, got {unknown}")
+
+
+def _per_object(config: EstimatorConfig, root: Path) -> PoseEstimator:
+    """A `PerObjectEstimator` over one estimator per method named in `config.per_object`, each from its section."""
+    methods = sorted({config.per_object.default, *config.per_object.methods})
+    estimators = {m: make_estimator(dataclasses.replace(config, type=m), root) for m in methods}
+    return PerObjectEstimator(estimators, config.per_object.assignment(), config.per_object.default)
 
 
 # Estimator type -> builder(config, root). A new method adds one entry here and one settings field above.
 ESTIMATORS: dict[str, Callable[[EstimatorConfig, Path], PoseEstimator]] = {
     "nocs": lambda config, root: NocsEstimator.from_config(config.nocs, root),
     "retrieval": lambda config, root: RetrievalEstimator.from_config(config.retrieval, root),
+    "mrcnet": lambda config, root: MrcNetEstimator.from_config(config.mrcnet, root),
+    "per_object": _per_object,
 }
 
 

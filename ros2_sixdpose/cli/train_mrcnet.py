@@ -1,0 +1,93 @@
+"""`sixdpose train mrcnet`: the MRC-Net pose classifier and residual regressor (estimation.mrcnet)."""
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+from ros2_sixdpose.cli.common import invoked_command
+from ros2_sixdpose.paths import OUT_DIR, WEIGHTS_DIR
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `sixdpose train mrcnet`."""
+    parser.add_argument("--data", type=Path, required=True, help="BOP data set root (from `sixdpose synth`)")
+    parser.add_argument("--split", default="train_pbr", help="training split")
+    parser.add_argument("--val-data", type=Path, default=None, help="data set root of the validation split (default DATA)")
+    parser.add_argument("--val-split", default="val", help="validation split")
+    parser.add_argument("--out", type=Path, default=Path(WEIGHTS_DIR) / "mrcnet.pt", help="weights file to write")
+    parser.add_argument("--config", type=Path, default=None, help="MrcTrainConfig YAML (default: code defaults)")
+    parser.add_argument("--models", type=Path, default=None, help="models folder (default DATA/models)")
+    parser.add_argument("--cache-dir", type=Path, default=Path(OUT_DIR) / "mrcnet" / "cache",
+                        help="where the crop caches (with their rendered initial poses) are kept")
+    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--until", type=int, default=None, help="stop at this step (resumable)")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, jitter, initial poses, augmentation")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--device", default="cpu", help="torch device of the network (cpu, cuda); renders stay on the CPU")
+    parser.add_argument("--data-seeds", default="", help="free text recorded in the JSON, e.g. 'train 150, val 601'")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train (or resume) and write weights, checkpoint, JSON, curves and example renders."""
+    import numpy as np
+    import torch
+    from torch.utils.data import DataLoader
+
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.core.objects import load_models
+    from ros2_sixdpose.core.render import Renderer
+    from ros2_sixdpose.data.bop import BopSplit
+    from ros2_sixdpose.data.views import ViewConfig
+    from ros2_sixdpose.estimation.mrcnet.train import MrcTask, MrcTrainConfig, cached_mrc_crops
+    from ros2_sixdpose.estimation.mrcnet.visualize import save_examples
+    from ros2_sixdpose.train.loop import TrainConfig, train
+
+    config = load_config(MrcTrainConfig, args.config)
+    torch.set_num_threads(args.threads)
+    models = load_models(args.models or args.data / "models")
+    object_ids = sorted(models)
+    if config.net.objects != len(object_ids) or config.net.rotation_bins != config.bins.count:
+        logger.error("the network has %d object rows and %d rotation bins; the models folder has %d objects and "
+                     "the bins %d", config.net.objects, config.net.rotation_bins, len(object_ids), config.bins.count)
+        return 2
+    size = config.net.crop_size
+    view = ViewConfig(size=size, pad_scale=config.crop_scale, min_visib_fract=config.min_visib_fract)
+    still = ViewConfig(size=size, pad_scale=config.crop_scale, min_visib_fract=0.5, scale_jitter=0.0, shift_jitter=0.0)
+    with Renderer(models) as renderer:
+        train_crops = cached_mrc_crops(BopSplit(args.data, args.split), view, config, models, object_ids, renderer,
+                                       config.cache_epochs, args.seed, args.cache_dir)
+        val_crops = cached_mrc_crops(BopSplit(args.val_data or args.data, args.val_split), still, config, models,
+                                     object_ids, renderer, 1, args.seed, args.cache_dir, limit=config.val_crops)
+        loader = DataLoader(train_crops, batch_size=config.batch_size, shuffle=True, drop_last=True,
+                            generator=torch.Generator().manual_seed(args.seed))
+        task = MrcTask(config, models, object_ids, val_crops, renderer, args.seed, args.device)
+        loop_config = TrainConfig(
+            steps=args.steps, lr=args.lr, warmup_steps=min(200, args.steps // 10), eval_every=args.eval_every,
+            checkpoint_every=min(250, args.eval_every), seed=args.seed, threads=args.threads,
+        )
+        run_info = {
+            "command": invoked_command(),
+            "data": str(args.data), "split": args.split, "val_data": str(args.val_data or args.data),
+            "val_split": args.val_split, "data_seeds": args.data_seeds, "device": args.device,
+            "train_crops": len(train_crops), "val_crops": len(val_crops), "object_ids": object_ids,
+            "parameters": sum(p.numel() for p in task.net.parameters()),
+            "mrcnet_train_config": asdict(config),
+        }
+        result = train(task, loader, loop_config, args.out, run_info=run_info, until=args.until)
+        task.train_mode(False)
+        examples = val_crops[:6]
+        rgb = np.ascontiguousarray(examples["rgb"].permute(0, 2, 3, 1).numpy())
+        K_crops = examples["K_crop"].double().numpy()
+        obj_ids = [object_ids[int(r)] for r in examples["row"]]
+        prediction = task.predictor.predict(rgb, K_crops, obj_ids)
+        save_examples(args.out.with_name(args.out.name + ".examples.png"), rgb, K_crops, obj_ids,
+                      examples["T_gt"].double().numpy(), prediction, renderer)
+    print(f"step {result.history['step'][-1] if result.history['step'] else 0}: {result.final_metrics}")
+    print(f"wrote {result.weights} (+ .json, .curves.png, .examples.png); checkpoint {result.checkpoint}")
+    return 0
