@@ -1,6 +1,6 @@
-"""`sixdpose study nocs|refine|retrieval|detector`: the NOCS networks (Pix2Pix / BBDM x augmentation off / on), every
-estimator with and without the refiner, the silhouette vs learned retrieval scorers, on a held-out split; and why
-the learned detector misses what it misses."""
+"""`sixdpose study nocs|refine|estimator|retrieval|detector`: the NOCS networks (Pix2Pix / BBDM x augmentation off /
+on), every estimator with and without the refiner, NOCS vs MRC-Net, the silhouette vs learned retrieval scorers, on a
+held-out split; and why the learned detector misses what it misses."""
 from __future__ import annotations
 
 import argparse
@@ -19,6 +19,7 @@ DEFAULT_WEIGHTS = tuple(
 MODEL_NAMES = {"pix2pix": "Pix2Pix", "bbdm": "BBDM"}
 DEFAULT_ESTIMATORS = ("estimator.yaml", "estimator_bbdm.yaml", "estimator_retrieval.yaml")
 DETECTOR_NAMES = {"oracle": "ground-truth masks", "learned": "learned detector"}
+ESTIMATOR_STUDY_CONFIGS = ("estimator.yaml", "estimator_bbdm.yaml", "estimator_mrcnet.yaml")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,6 +64,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     retrieval.add_argument("--out", type=Path, default=Path("docs/retrieval_study.md"),
                            help="Markdown table; the JSON (per object too) is written beside it")
     retrieval.set_defaults(func=run_retrieval)
+    estimator = studies.add_parser("estimator", help="NOCS Pix2Pix / BBDM and MRC-Net, alone and refined, ground-truth "
+                                                     "masks and the learned detector, with MRC-Net's bin accuracy")
+    estimator.add_argument("--dataset", type=Path, required=True, help="BOP data set root holding the held-out split")
+    estimator.add_argument("--split", default="test", help="held-out split (never used in training)")
+    estimator.add_argument("--estimators", type=Path, nargs="+",
+                           default=[config_file(name) for name in ESTIMATOR_STUDY_CONFIGS],
+                           help="estimator configurations, in table order (an MRC-Net one also gets the bin analysis)")
+    estimator.add_argument("--refiner-config", type=Path, default=config_file("refiner.yaml"))
+    estimator.add_argument("--detector-config", type=Path, default=config_file("detector.yaml"),
+                           help="the learned detector's configuration")
+    estimator.add_argument("--detectors", nargs="+", choices=("oracle", "learned"), default=["oracle", "learned"])
+    estimator.add_argument("--min-visib", type=float, default=0.5, help="instances less visible than this are not scored")
+    estimator.add_argument("--max-images", type=int, default=None, help="only the first N images of the split")
+    estimator.add_argument("--out", type=Path, default=Path("docs/estimator_study.md"),
+                           help="Markdown report; its JSON is written beside it, each case's results in OUT.cases/")
+    estimator.set_defaults(func=run_estimator)
     detector = studies.add_parser("detector", help="why the learned detector misses instances: causes per object and bin")
     detector.add_argument("--dataset", type=Path, required=True, help="BOP data set root")
     detector.add_argument("--split", default="test", help="split to analyse")
@@ -123,6 +140,8 @@ def estimator_name(config_path: Path) -> str:
         return f"NOCS {variant_name(package_root() / config.nocs.weights).split(',')[0]}"
     if config.type == "retrieval":
         return f"retrieval ({config.retrieval.scorer})"
+    if config.type == "mrcnet":
+        return "MRC-Net" if config.mrcnet.residual else "MRC-Net (classifier only)"
     return config.type
 
 
@@ -155,6 +174,40 @@ def run_refine(args: argparse.Namespace) -> int:
         print(f"{r.estimator:<24}{r.detector:<20}{'refined' if r.refined else '':<9} ADD(-S) {r.add_s:.3f}  "
               f"AR_MSSD {r.ar_mssd:.3f}  AR_MSPD {r.ar_mspd:.3f}  {r.ms_per_object:.0f} ms/object")
     print(f"wrote {args.out}, {args.out.with_suffix('.json')}, {args.out.with_suffix('.png')}")
+    return 0
+
+
+def run_estimator(args: argparse.Namespace) -> int:
+    """Run the estimator study (cases already run with the same settings are read back) and print its table."""
+    import torch
+
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.core.objects import load_models
+    from ros2_sixdpose.data.bop import BopSplit
+    from ros2_sixdpose.detection.base import DetectorConfig
+    from ros2_sixdpose.estimation.factory import EstimatorConfig
+    from ros2_sixdpose.evaluation.estimator_study import mrcnet_classifier, run_cases, write_report
+    from ros2_sixdpose.evaluation.refine_study import Case
+    from ros2_sixdpose.paths import package_root
+    from ros2_sixdpose.refinement.factory import RefinerConfig
+
+    torch.set_num_threads(1)
+    split = BopSplit(args.dataset, args.split)
+    try:
+        models = load_models(split.models_dir)
+        detectors = {"oracle": DetectorConfig(type="oracle"), "learned": load_config(DetectorConfig, args.detector_config)}
+        configs = {path: load_config(EstimatorConfig, path) for path in args.estimators}
+        cases = [Case(estimator_name(path), configs[path], DETECTOR_NAMES[d], detectors[d])
+                 for d in args.detectors for path in args.estimators]
+        results = run_cases(cases, load_config(RefinerConfig, args.refiner_config), split, models, args.min_visib,
+                            args.max_images, package_root(), args.out.with_suffix(".cases"))
+        mrcnet = next((c.mrcnet for c in configs.values() if c.type == "mrcnet"), None)
+        classifier = mrcnet_classifier(mrcnet, split, args.min_visib, package_root()) if mrcnet else None
+    except (OSError, ValueError) as exc:
+        logger.error("%s", exc)
+        return 1
+    write_report(results, classifier, split, args.min_visib, args.max_images, args.out, invoked_command())
+    print(args.out.read_text())
     return 0
 
 

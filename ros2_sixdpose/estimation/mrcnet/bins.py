@@ -111,19 +111,25 @@ class RotationBins:
 def symmetric_vertex_distances(
     R_bins: np.ndarray, R_gt: np.ndarray, points: np.ndarray, symmetries: np.ndarray
 ) -> np.ndarray:
-    """Mean vertex distance (B,) m between each R_bins (B, 3, 3) and R_gt (3, 3), the smallest over `symmetries`.
+    """RMS vertex distance (B,) m between each R_bins (B, 3, 3) and R_gt (3, 3), the smallest over `symmetries`.
 
-    ADD-S-like: min over S of mean_p |R_bin p - R_gt (S_R p + S_t)| for model points (P, 3) m and
-    symmetry transforms (K, 4, 4) (identity included); translation is left out (rotation bins only).
+    ADD-S-like: min over S of sqrt(mean_p |R_bin p - R_gt (S_R p + S_t)|^2) for model points (P, 3) m and
+    symmetry transforms (K, 4, 4) (identity included); translation is left out (rotation bins only). The
+    squared mean needs only the points' mean and second moment, so a torus's ~130 sampled symmetries x 576
+    bins cost milliseconds (the mean of norms took seconds per crop).
     """
     R_bins = checked_array(R_bins, "B,3,3", "R_bins")
     R_gt = checked_array(R_gt, "3,3", "R_gt")
     points = checked_array(points, "P,3", "points")
     symmetries = checked_array(symmetries, "K,4,4", "symmetries")
-    moved = points @ R_bins.transpose(0, 2, 1)  # (B, P, 3)
-    targets = (points @ symmetries[:, :3, :3].transpose(0, 2, 1) + symmetries[:, None, :3, 3]) @ R_gt.T  # (K, P, 3)
-    distances = np.linalg.norm(moved[:, None] - targets[None], axis=-1).mean(axis=-1)  # (B, K)
-    return distances.min(axis=1)
+    mean = points.mean(axis=0)
+    moment = points.T @ points / len(points)
+    # mean_p |D p - c|^2 = tr(D M D^T) - 2 c.(D mean) + |c|^2 with D = R_bin - R_gt S_R, c = R_gt S_t.
+    D = R_bins[:, None] - (R_gt @ symmetries[:, :3, :3])[None]  # (B, K, 3, 3)
+    c = symmetries[:, :3, 3] @ R_gt.T  # (K, 3)
+    squared = np.einsum("bkij,jl,bkil->bk", D, moment, D) - 2.0 * np.einsum("ki,bkij,j->bk", c, D, mean) \
+        + (c**2).sum(axis=1)[None]
+    return np.sqrt(np.maximum(squared, 0.0).min(axis=1))
 
 
 def soft_labels(distances: np.ndarray, sigma: float) -> np.ndarray:
