@@ -89,21 +89,40 @@ class MrcPredictor:
         R_allo = self.bins.rotation(int(np.argmax(out_row["rotation"])))
         return decode_pose(R_allo, offset, q, K_crop, self.size, diameter)
 
+    def _checked(self, rgb: np.ndarray, obj_ids: list[int]) -> torch.Tensor:
+        """Object rows (B,) of `obj_ids`, after checking the objects and the crops' shape."""
+        unknown = sorted(set(obj_ids) - set(self.rows))
+        if unknown:
+            raise ValueError(f"objects {unknown} are not among the network's {self.object_ids}")
+        size = self.size
+        if rgb.ndim != 4 or rgb.shape[1:] != (size, size, 3) or len(rgb) != len(obj_ids):
+            raise ValueError(f"crops must be (B, {size}, {size}, 3) with one object id each, got {rgb.shape}, "
+                             f"{len(obj_ids)} ids")
+        return torch.tensor([self.rows[o] for o in obj_ids])
+
+    def _encode(self, rgb: np.ndarray, K_crops: np.ndarray) -> list[torch.Tensor]:
+        """Features of crops (B, S, S, 3) uint8 with intrinsics (B, 3, 3)."""
+        K = torch.from_numpy(np.asarray(K_crops, dtype=np.float32))
+        return self.net.encode(network_input(torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 255.0, K))
+
+    def _residual(self, real: list[torch.Tensor], rows: torch.Tensor, T_init: np.ndarray, K_crops: np.ndarray,
+                  obj_ids: list[int]) -> np.ndarray:
+        """Poses (B, 4, 4) after the residual stage from initial poses T_init (B, 4, 4), given the real features."""
+        rendered = render_crops(self.renderer, obj_ids, T_init, K_crops, self.size)
+        residual = self.net.stage2(real, self._encode(rendered, K_crops), rows).double().numpy()
+        return np.stack([
+            apply_residual(residual[b], T_init[b], K_crops[b], self.size, self.models[obj_ids[b]].diameter)
+            for b in range(len(obj_ids))
+        ])
+
     @torch.no_grad()
     def predict(self, rgb: np.ndarray, K_crops: np.ndarray, obj_ids: list[int], residual: bool = True) -> MrcPrediction:
         """Poses of crops rgb (B, S, S, 3) uint8 with intrinsics K_crops (B, 3, 3) of objects `obj_ids` (B,).
 
         With `residual` false the residual stage is skipped (T_final = T_stage1), saving the render.
         """
-        unknown = sorted(set(obj_ids) - set(self.rows))
-        if unknown:
-            raise ValueError(f"objects {unknown} are not among the network's {self.object_ids}")
-        size = self.size
-        if rgb.ndim != 4 or rgb.shape[1:] != (size, size, 3):
-            raise ValueError(f"crops must be (B, {size}, {size}, 3), got {rgb.shape}")
-        K = torch.from_numpy(np.asarray(K_crops, dtype=np.float32))
-        rows = torch.tensor([self.rows[o] for o in obj_ids])
-        real = self.net.encode(network_input(torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 255.0, K))
+        rows = self._checked(rgb, obj_ids)
+        real = self._encode(rgb, K_crops)
         out = self.net.stage1(real, rows)
         probs = torch.softmax(out.rotation, dim=1).numpy()
         fields = {k: v.numpy() for k, v in asdict(out).items()}
@@ -111,16 +130,14 @@ class MrcPredictor:
             self.stage1_pose({k: v[b] for k, v in fields.items()}, K_crops[b], self.models[obj_ids[b]].diameter)
             for b in range(len(obj_ids))
         ])
-        if not residual:
-            return MrcPrediction(T1, T1.copy(), probs, probs.max(axis=1))
-        rendered = render_crops(self.renderer, obj_ids, T1, K_crops, size)
-        features = self.net.encode(network_input(torch.from_numpy(rendered).permute(0, 3, 1, 2).float() / 255.0, K))
-        residual = self.net.stage2(real, features, rows).double().numpy()
-        T2 = np.stack([
-            apply_residual(residual[b], T1[b], K_crops[b], size, self.models[obj_ids[b]].diameter)
-            for b in range(len(obj_ids))
-        ])
+        T2 = self._residual(real, rows, T1, K_crops, obj_ids) if residual else T1.copy()
         return MrcPrediction(T1, T2, probs, probs.max(axis=1))
+
+    @torch.no_grad()
+    def refine(self, rgb: np.ndarray, K_crops: np.ndarray, obj_ids: list[int], T_init: np.ndarray) -> np.ndarray:
+        """The residual stage alone: poses (B, 4, 4) m corrected from given initial poses T_init (B, 4, 4)."""
+        rows = self._checked(rgb, obj_ids)
+        return self._residual(self._encode(rgb, K_crops), rows, np.asarray(T_init, dtype=np.float64), K_crops, obj_ids)
 
 
 def weights_content(net: MrcNet, bins: RotationBins, grid: CropPoseGrid, object_ids: list[int]) -> dict[str, Any]:
