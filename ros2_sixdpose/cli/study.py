@@ -145,6 +145,19 @@ def estimator_name(config_path: Path) -> str:
     return config.type
 
 
+def _cases(args: argparse.Namespace) -> list:
+    """The (estimator, detector) cases of `study refine` / `study estimator`: every detector x every configuration."""
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.detection.base import DetectorConfig
+    from ros2_sixdpose.estimation.factory import EstimatorConfig
+    from ros2_sixdpose.evaluation.refine_study import Case
+
+    detectors = {"oracle": DetectorConfig(type="oracle"), "learned": load_config(DetectorConfig, args.detector_config)}
+    configs = {path: load_config(EstimatorConfig, path) for path in args.estimators}
+    return [Case(estimator_name(path), configs[path], DETECTOR_NAMES[d], detectors[d])
+            for d in args.detectors for path in args.estimators]
+
+
 def run_refine(args: argparse.Namespace) -> int:
     """Run the refinement study and print its table; exit code 1 on bad input."""
     import torch
@@ -152,9 +165,7 @@ def run_refine(args: argparse.Namespace) -> int:
     from ros2_sixdpose.config import load_config
     from ros2_sixdpose.core.objects import load_models
     from ros2_sixdpose.data.bop import BopSplit
-    from ros2_sixdpose.detection.base import DetectorConfig
-    from ros2_sixdpose.estimation.factory import EstimatorConfig
-    from ros2_sixdpose.evaluation.refine_study import Case, run_study
+    from ros2_sixdpose.evaluation.refine_study import run_study
     from ros2_sixdpose.paths import package_root
     from ros2_sixdpose.refinement.factory import RefinerConfig
 
@@ -162,10 +173,7 @@ def run_refine(args: argparse.Namespace) -> int:
     split = BopSplit(args.dataset, args.split)
     try:
         models = load_models(split.models_dir)
-        detectors = {"oracle": DetectorConfig(type="oracle"), "learned": load_config(DetectorConfig, args.detector_config)}
-        cases = [Case(estimator_name(path), load_config(EstimatorConfig, path), DETECTOR_NAMES[d], detectors[d])
-                 for d in args.detectors for path in args.estimators]
-        rows = run_study(cases, load_config(RefinerConfig, args.refiner_config), split, models, args.min_visib,
+        rows = run_study(_cases(args), load_config(RefinerConfig, args.refiner_config), split, models, args.min_visib,
                          args.max_images, package_root(), args.out, invoked_command())
     except (OSError, ValueError) as exc:
         logger.error("%s", exc)
@@ -184,10 +192,7 @@ def run_estimator(args: argparse.Namespace) -> int:
     from ros2_sixdpose.config import load_config
     from ros2_sixdpose.core.objects import load_models
     from ros2_sixdpose.data.bop import BopSplit
-    from ros2_sixdpose.detection.base import DetectorConfig
-    from ros2_sixdpose.estimation.factory import EstimatorConfig
     from ros2_sixdpose.evaluation.estimator_study import mrcnet_classifier, run_cases, write_report
-    from ros2_sixdpose.evaluation.refine_study import Case
     from ros2_sixdpose.paths import package_root
     from ros2_sixdpose.refinement.factory import RefinerConfig
 
@@ -195,13 +200,10 @@ def run_estimator(args: argparse.Namespace) -> int:
     split = BopSplit(args.dataset, args.split)
     try:
         models = load_models(split.models_dir)
-        detectors = {"oracle": DetectorConfig(type="oracle"), "learned": load_config(DetectorConfig, args.detector_config)}
-        configs = {path: load_config(EstimatorConfig, path) for path in args.estimators}
-        cases = [Case(estimator_name(path), configs[path], DETECTOR_NAMES[d], detectors[d])
-                 for d in args.detectors for path in args.estimators]
+        cases = _cases(args)
         results = run_cases(cases, load_config(RefinerConfig, args.refiner_config), split, models, args.min_visib,
                             args.max_images, package_root(), args.out.with_suffix(".cases"))
-        mrcnet = next((c.mrcnet for c in configs.values() if c.type == "mrcnet"), None)
+        mrcnet = next((c.estimator.mrcnet for c in cases if c.estimator.type == "mrcnet"), None)
         classifier = mrcnet_classifier(mrcnet, split, args.min_visib, package_root()) if mrcnet else None
     except (OSError, ValueError) as exc:
         logger.error("%s", exc)

@@ -7,8 +7,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ros2_sixdpose.cli import train_mrcnet
 from ros2_sixdpose.cli.common import invoked_command
+from ros2_sixdpose.cli.train_mrcnet import add_mrcnet_arguments, run_mrcnet
 from ros2_sixdpose.paths import WEIGHTS_DIR, config_file
 
 if TYPE_CHECKING:
@@ -40,8 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mrcnet = networks.add_parser(
         "mrcnet", help="MRC-Net pose classifier and multi-scale residual-correlation regressor (Li et al. 2024)"
     )
-    train_mrcnet.add_arguments(mrcnet)
-    mrcnet.set_defaults(func=train_mrcnet.run)
+    add_mrcnet_arguments(mrcnet)
+    mrcnet.set_defaults(func=run_mrcnet)
 
 
 def _add_detector_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ from ros2_sixdpose.paths import OUT_DIR, WEIGHTS_DIR
 logger = logging.getLogger(__name__)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_mrcnet_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `sixdpose train mrcnet`."""
     parser.add_argument("--data", type=Path, required=True, help="BOP data set root (from `sixdpose synth`)")
     parser.add_argument("--split", default="train_pbr", help="training split")
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-seeds", default="", help="free text recorded in the JSON, e.g. 'train 150, val 601'")
 
 
-def run(args: argparse.Namespace) -> int:
+def run_mrcnet(args: argparse.Namespace) -> int:
     """Train (or resume) and write weights, checkpoint, JSON, curves and example renders."""
     import numpy as np
     import torch

@@ -14,6 +14,7 @@ import torch
 from ros2_sixdpose.estimation.bbdm import BBDM
 from ros2_sixdpose.estimation.nocs_net import CropSpec, NocsNet
 from ros2_sixdpose.estimation.pix2pix import Pix2PixGenerator
+from ros2_sixdpose.train.weights import read_weights
 
 FORMAT = "sixdpose-nocs-1"
 # Model kind -> network class; the kind is stored in the file.
@@ -37,16 +38,7 @@ def save_nocs_net(net: NocsNet, crop: CropSpec, path: str | Path) -> dict[str, A
 
 def load_nocs_net(path: str | Path) -> tuple[NocsNet, CropSpec]:
     """Read a weights file written by `sixdpose train nocs`: the network (eval mode, CPU) and its crop spec."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: NOCS network weights not found (train them with `sixdpose train nocs`)")
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for truncated or foreign files; name the file
-        raise ValueError(f"{path}: not a readable weights file ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(content, dict) or content.get("format") != FORMAT:
-        found = content.get("format") if isinstance(content, dict) else type(content).__name__
-        raise ValueError(f"{path}: not a NOCS network file (format {found!r}, expected {FORMAT!r})")
+    content = read_weights(path, FORMAT, "NOCS network", "sixdpose train nocs")
     kind = content.get("kind")
     if kind not in NETWORKS:
         raise ValueError(f"{path}: unknown model kind {kind!r}; known: {MODEL_KINDS}")

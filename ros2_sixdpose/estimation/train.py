@@ -65,6 +65,25 @@ class NocsTrainConfig:
         return CropSpec(size=self.crop_size, scale=self.crop_scale)
 
 
+def crop_items(
+    split: BopSplit, view: ViewConfig, object_ids: list[int], epochs: int, seed: int, limit: int | None = None,
+) -> tuple[CropDataset, list[tuple[int, int]]]:
+    """The crop dataset of `split` and its (epoch, instance) pairs, `epochs` per instance, at most `limit` evenly spread.
+
+    Raises ValueError when no instance is visible enough or one shows an object outside `object_ids`.
+    """
+    dataset = CropDataset(split, view, seed=seed)
+    if len(dataset) == 0:
+        raise ValueError(f"{split.path}: no instance with visib_fract >= {view.min_visib_fract}")
+    unknown = sorted(set(dataset.index.obj_id.tolist()) - set(object_ids))
+    if unknown:
+        raise ValueError(f"{split.path}: objects {unknown} have no model (models: {object_ids})")
+    items = [(epoch, i) for epoch in range(epochs) for i in range(len(dataset))]
+    if limit is not None and len(items) > limit:
+        items = [items[int(k)] for k in np.linspace(0, len(items) - 1, limit).round()]
+    return dataset, items
+
+
 class CropCache(Dataset):
     """Object-centred training crops held in memory, symmetric maps already canonical.
 
@@ -94,16 +113,8 @@ class CropCache(Dataset):
         NOCS map is decoded once for all its instances and epochs instead of once per crop (7x fewer decodes
         on the synthetic data, ~3.4 instances per image).
         """
-        dataset = CropDataset(split, view, seed=seed)
+        dataset, items = crop_items(split, view, sorted(models), epochs, seed, limit)
         index = dataset.index
-        if len(dataset) == 0:
-            raise ValueError(f"{split.path}: no instance with visib_fract >= {view.min_visib_fract}")
-        unknown = sorted(set(index.obj_id.tolist()) - set(models))
-        if unknown:
-            raise ValueError(f"{split.path}: objects {unknown} have no model (models: {sorted(models)})")
-        items = [(epoch, i) for epoch in range(epochs) for i in range(len(dataset))]
-        if limit is not None and len(items) > limit:
-            items = [items[int(k)] for k in np.linspace(0, len(items) - 1, limit).round()]
         by_image: dict[tuple[int, int], list[tuple[int, int, int]]] = defaultdict(list)
         for row, (epoch, item) in enumerate(items):
             by_image[(int(index.scene_id[item]), int(index.im_id[item]))].append((row, epoch, item))
@@ -135,20 +146,31 @@ class CropCache(Dataset):
 
     def save(self, path: Path, info: dict[str, Any]) -> None:
         """Write the cache with a description of how it was made (compared on load)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {"rgb": self.rgb, "nocs": self.nocs, "mask": self.mask, "obj_id": self.obj_id}
-        torch.save({"format": CACHE_FORMAT, "info": info, **tensors}, path)
+        save_tensors(path, CACHE_FORMAT, info, tensors)
 
     @classmethod
     def load(cls, path: Path, info: dict[str, Any]) -> "CropCache | None":
         """The cache at `path` if it was made as `info` describes, else None."""
-        if not path.is_file():
-            return None
-        content = torch.load(path, map_location="cpu", weights_only=True)
-        if content.get("format") != CACHE_FORMAT or content.get("info") != info:
-            logger.info("%s was made differently; rebuilding it", path)
-            return None
-        return cls(content)
+        content = load_tensors(path, CACHE_FORMAT, info)
+        return None if content is None else cls(content)
+
+
+def save_tensors(path: Path, file_format: str, info: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    """Write a cache of `tensors` with its format and a description of how it was made (compared on load)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": file_format, "info": info, **tensors}, path)
+
+
+def load_tensors(path: Path, file_format: str, info: dict[str, Any]) -> dict[str, Any] | None:
+    """The content of the cache at `path` if it has `file_format` and was made as `info` describes, else None."""
+    if not path.is_file():
+        return None
+    content = torch.load(path, map_location="cpu", weights_only=True)
+    if content.get("format") != file_format or content.get("info") != info:
+        logger.info("%s was made differently; rebuilding it", path)
+        return None
+    return content
 
 
 def cached_crops(

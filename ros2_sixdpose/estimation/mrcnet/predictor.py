@@ -18,6 +18,7 @@ from ros2_sixdpose.core.render import Renderer
 from ros2_sixdpose.estimation.mrcnet.bins import RotationBins
 from ros2_sixdpose.estimation.mrcnet.crop_pose import CropPoseGrid, decode_pose, encode_pose
 from ros2_sixdpose.estimation.mrcnet.network import MrcNet, MrcNetConfig, ray_channels, rotation_from_6d
+from ros2_sixdpose.train.weights import read_weights
 
 FORMAT = "sixdpose-mrcnet-1"
 
@@ -154,16 +155,7 @@ def weights_content(net: MrcNet, bins: RotationBins, grid: CropPoseGrid, object_
 
 def load_mrcnet(path: str | Path) -> tuple[MrcNet, RotationBins, CropPoseGrid, list[int]]:
     """Read a weights file written by `sixdpose train mrcnet`: network (eval mode, CPU), bins, grid, object ids."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: MRC-Net weights not found (train them with `sixdpose train mrcnet`)")
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for truncated or foreign files; name the file
-        raise ValueError(f"{path}: not a readable weights file ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(content, dict) or content.get("format") != FORMAT:
-        found = content.get("format") if isinstance(content, dict) else type(content).__name__
-        raise ValueError(f"{path}: not an MRC-Net file (format {found!r}, expected {FORMAT!r})")
+    content = read_weights(path, FORMAT, "MRC-Net", "sixdpose train mrcnet")
     try:
         config = content["config"]
         net = MrcNet(MrcNetConfig(**{**config, "widths": tuple(config["widths"]), "windows": tuple(config["windows"])}))

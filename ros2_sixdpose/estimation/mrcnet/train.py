@@ -32,12 +32,13 @@ from ros2_sixdpose.core.objects import ObjectModel
 from ros2_sixdpose.core.render import Renderer
 from ros2_sixdpose.data.augment import AugmentConfig, augment
 from ros2_sixdpose.data.bop import BopSplit, read_mask, read_rgb
-from ros2_sixdpose.data.views import CropDataset, ViewConfig
+from ros2_sixdpose.data.views import ViewConfig
 from ros2_sixdpose.estimation.mrcnet.bins import RotationBins, soft_labels, symmetric_vertex_distances
 from ros2_sixdpose.estimation.mrcnet.crop_pose import CropPoseGrid, decode_pose, encode_pose
 from ros2_sixdpose.estimation.mrcnet.network import MrcNet, MrcNetConfig, rotation_from_6d
 from ros2_sixdpose.estimation.mrcnet.predictor import MrcPredictor, network_input, render_crops, weights_content
 from ros2_sixdpose.estimation.symmetry import symmetric_rotation_error
+from ros2_sixdpose.estimation.train import crop_items, load_tensors, save_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -111,16 +112,8 @@ class MrcCache(Dataset):
     def build(cls, split: BopSplit, view: ViewConfig, config: MrcTrainConfig, models: dict[int, ObjectModel],
               object_ids: list[int], renderer: Renderer, epochs: int, seed: int, limit: int | None = None) -> "MrcCache":
         """Cut `epochs` jittered crops of every instance of `split` (at most `limit`), with labels and initial renders."""
-        dataset = CropDataset(split, view, seed=seed)
+        dataset, items = crop_items(split, view, object_ids, epochs, seed, limit)
         index = dataset.index
-        if len(dataset) == 0:
-            raise ValueError(f"{split.path}: no instance with visib_fract >= {view.min_visib_fract}")
-        unknown = sorted(set(index.obj_id.tolist()) - set(object_ids))
-        if unknown:
-            raise ValueError(f"{split.path}: objects {unknown} have no model (models: {object_ids})")
-        items = [(epoch, i) for epoch in range(epochs) for i in range(len(dataset))]
-        if limit is not None and len(items) > limit:
-            items = [items[int(k)] for k in np.linspace(0, len(items) - 1, limit).round()]
         items.sort(key=lambda item: (index.scene_id[item[1]], index.im_id[item[1]]))
         rng = np.random.default_rng(seed)
         symmetries = {o: models[o].symmetry_transforms(LABEL_SYMMETRY_STEP) for o in object_ids}
@@ -168,19 +161,13 @@ class MrcCache(Dataset):
 
     def save(self, path: Path, info: dict[str, Any]) -> None:
         """Write the cache with a description of how it was made (compared on load)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"format": CACHE_FORMAT, "info": info, **self.tensors}, path)
+        save_tensors(path, CACHE_FORMAT, info, self.tensors)
 
     @classmethod
     def load(cls, path: Path, info: dict[str, Any]) -> "MrcCache | None":
         """The cache at `path` if it was made as `info` describes, else None."""
-        if not path.is_file():
-            return None
-        content = torch.load(path, map_location="cpu", weights_only=True)
-        if content.get("format") != CACHE_FORMAT or content.get("info") != info:
-            logger.info("%s was made differently; rebuilding it", path)
-            return None
-        return cls(content)
+        content = load_tensors(path, CACHE_FORMAT, info)
+        return None if content is None else cls(content)
 
 
 def cached_mrc_crops(split: BopSplit, view: ViewConfig, config: MrcTrainConfig, models: dict[int, ObjectModel],
