@@ -195,7 +195,9 @@ def _run_estimator_config(args: argparse.Namespace) -> int:
     content = estimator.measure_config(config, package_root(), args.models or models_dir(), args.crops, args.threads)
     content["estimator_config"] = str(args.estimator_config)
     # The default JSON holds the NOCS figures; a configuration's go beside it under its own name.
-    out = args.out.with_name(f"estimator_{args.estimator_config.stem}.json") if args.out.name == "estimator.json" else args.out
+    out = args.out
+    if out.name == "estimator.json":
+        out = out.with_name(f"estimator_{args.estimator_config.stem.removeprefix('estimator_')}.json")
     _write(content, out)
     (r,) = content["results"]
     target = "" if r["target_ms"] is None else f"  target <= {r['target_ms']:.0f} ms {_verdict(r['meets_target'])}"

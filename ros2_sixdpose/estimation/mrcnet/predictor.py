@@ -149,7 +149,9 @@ def weights_content(net: MrcNet, bins: RotationBins, grid: CropPoseGrid, object_
         "bins": asdict(bins),
         "grid": asdict(grid),
         "object_ids": list(object_ids),
-        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        # float16 storage halves the file (10.4 -> 5.2 MB); load_state_dict casts back to the float32 parameters.
+        "state_dict": {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
+                       for k, v in net.state_dict().items()},
     }
 
 
