@@ -7,6 +7,8 @@ import torch
 
 from ros2_sixdpose.data.bop import BopSplit
 from ros2_sixdpose.data.synth import SynthConfig, generate_split
+from ros2_sixdpose.detection.oracle import OracleDetector
+from ros2_sixdpose.evaluation.split_run import split_frames
 
 MODELS = Path(__file__).resolve().parents[1] / "assets" / "models"
 
@@ -41,3 +43,20 @@ def fresh_split(tmp_path_factory) -> Callable[[int], BopSplit]:
         return BopSplit(root, "test")
 
     return make
+
+
+@pytest.fixture(scope="session")
+def oracle_frames() -> Callable:
+    """`oracle_frames(split)`: (frame, oracle detections, [(ground-truth instance, visib_fract)] per detection) per image."""
+    def frames(split: BopSplit):
+        oracle = OracleDetector(split.root, split.split)
+        for frame in split_frames(split):
+            scene = split.read_scene(frame.key.scene_id)
+            truth = {(inst.obj_id, info.bbox_visib): (inst, info.visib_fract)
+                     for inst, info in zip(scene.gt[frame.key.im_id], scene.gt_info[frame.key.im_id])}
+            detections = oracle.detect(frame.rgb, frame.key)
+            boxes = [detection.box.astype(int) for detection in detections]
+            yield frame, detections, [truth[(d.object_id, (x0, y0, x1 - x0, y1 - y0))]
+                                      for d, (x0, y0, x1, y1) in zip(detections, boxes)]
+
+    return frames

@@ -14,7 +14,6 @@ from ros2_sixdpose.core import metrics
 from ros2_sixdpose.core.camera import CropTransform, square_box
 from ros2_sixdpose.core.geometry import make_pose, rotation_angle
 from ros2_sixdpose.core.objects import load_models
-from ros2_sixdpose.detection.oracle import OracleDetector
 from ros2_sixdpose.estimation.factory import ESTIMATORS, EstimatorConfig, make_estimator
 from ros2_sixdpose.estimation.mrcnet.bins import (
     RotationBins, healpix_directions, soft_labels, symmetric_vertex_distances,
@@ -25,7 +24,6 @@ from ros2_sixdpose.estimation.mrcnet.network import local_correlation, rotation_
 from ros2_sixdpose.estimation.mrcnet.predictor import load_mrcnet
 from ros2_sixdpose.estimation.mrcnet.train import label_points
 from ros2_sixdpose.estimation.per_object import PerObjectConfig
-from ros2_sixdpose.evaluation.split_run import split_frames
 from ros2_sixdpose.paths import config_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,19 +210,12 @@ def test_residual_stage_from_the_ground_truth_bin_centre(scene_crops, estimator)
     assert np.median(after) <= BOUNDS["residual_median_deg"]
 
 
-def test_shipped_weights_in_a_fresh_scene(mrcnet_scene, estimator):
+def test_shipped_weights_in_a_fresh_scene(mrcnet_scene, estimator, oracle_frames):
     """The real estimator with oracle detections on scenes never seen in training: ADD(-S) recall (visib >= 0.5)."""
-    oracle = OracleDetector(mrcnet_scene.root, mrcnet_scene.split)
     models = estimator.predictor.models
     errors, positions = [], []
-    for frame in split_frames(mrcnet_scene):
-        scene = mrcnet_scene.read_scene(frame.key.scene_id)
-        truth = {(inst.obj_id, info.bbox_visib): (inst, info.visib_fract)
-                 for inst, info in zip(scene.gt[frame.key.im_id], scene.gt_info[frame.key.im_id])}
-        detections = oracle.detect(frame.rgb, frame.key)
-        for detection, estimate in zip(detections, estimator.estimate(frame.rgb, frame.camera, detections)):
-            x0, y0, x1, y1 = detection.box.astype(int)
-            inst, visib = truth[(detection.object_id, (x0, y0, x1 - x0, y1 - y0))]
+    for frame, detections, truths in oracle_frames(mrcnet_scene):
+        for estimate, (inst, visib) in zip(estimator.estimate(frame.rgb, frame.camera, detections), truths):
             if visib < 0.5:
                 continue
             assert estimate.found and estimate.method == "mrcnet" and 0.0 < estimate.score <= 1.0
@@ -239,12 +230,11 @@ def test_shipped_weights_in_a_fresh_scene(mrcnet_scene, estimator):
     assert np.median(positions) <= BOUNDS["fresh_scene_position"]
 
 
-def test_per_object_configuration_mixes_methods(mrcnet_scene, estimator):
+def test_per_object_configuration_mixes_methods(mrcnet_scene, estimator, oracle_frames):
     """`type: per_object` built by the factory: MRC-Net for some objects of the scene, NOCS for the rest, each
     estimate equal to its method's own, in the detections' order."""
-    oracle = OracleDetector(mrcnet_scene.root, mrcnet_scene.split)
-    frames = list(split_frames(mrcnet_scene))
-    present = sorted({d.object_id for frame in frames for d in oracle.detect(frame.rgb, frame.key)})
+    frames = [(frame, detections) for frame, detections, _ in oracle_frames(mrcnet_scene)]
+    present = sorted({d.object_id for _, detections in frames for d in detections})
     assert len(present) >= 2
     to_mrcnet = present[: len(present) // 2]
     config = EstimatorConfig(type="per_object", per_object=PerObjectConfig(
@@ -253,8 +243,7 @@ def test_per_object_configuration_mixes_methods(mrcnet_scene, estimator):
     mixed = make_estimator(config, ROOT)
     nocs = make_estimator(EstimatorConfig(type="nocs"), ROOT)
     seen = set()
-    for frame in frames:
-        detections = oracle.detect(frame.rgb, frame.key)
+    for frame, detections in frames:
         estimates = mixed.estimate(frame.rgb, frame.camera, detections)
         alone_mrc = estimator.estimate(frame.rgb, frame.camera, detections)
         alone_nocs = nocs.estimate(frame.rgb, frame.camera, detections)

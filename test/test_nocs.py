@@ -22,7 +22,6 @@ from ros2_sixdpose.data.augment import AugmentConfig
 from ros2_sixdpose.data.bop import BopSplit
 from ros2_sixdpose.data.views import CropDataset, ViewConfig
 from ros2_sixdpose.detection.base import Detection
-from ros2_sixdpose.detection.oracle import OracleDetector
 from ros2_sixdpose.estimation.bbdm import BBDM, BridgeConfig
 from ros2_sixdpose.estimation.nocs_estimator import NocsEstimator, NocsEstimatorConfig
 from ros2_sixdpose.estimation.nocs_net import CropSpec, ObjectConditioning
@@ -33,7 +32,6 @@ from ros2_sixdpose.estimation.symmetry import canonical_nocs, canonical_symmetry
 from ros2_sixdpose.estimation.train import BBDMTask, CropCache, NocsTrainConfig, Pix2PixTask
 from ros2_sixdpose.estimation.unet import UNet, UNetConfig
 from ros2_sixdpose.evaluation.nocs_study import VariantScores, findings
-from ros2_sixdpose.evaluation.split_run import split_frames
 from ros2_sixdpose.train.loop import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -299,7 +297,7 @@ def test_crop_cache_holds_the_crops_of_the_views_dataset(nocs_scene):
 
 
 @pytest.mark.parametrize("weights", sorted(SHIPPED_BOUNDS))
-def test_shipped_model_in_a_fresh_scene(nocs_scene, weights):
+def test_shipped_model_in_a_fresh_scene(nocs_scene, weights, oracle_frames):
     """Each shipped network through the real estimator, oracle detections, on scenes never seen in training
     (instances with visib_fract >= 0.5): masks, positions and ADD(-S) as good as measured. No network reaches
     ADD(-S) < 0.1 d on most instances yet (docs/nocs_study.md); these bounds guard what they do reach."""
@@ -308,16 +306,9 @@ def test_shipped_model_in_a_fresh_scene(nocs_scene, weights):
     # The bounds were measured with a 3 px RANSAC threshold (the code default then; config/estimator.yaml ships 6).
     config = NocsEstimatorConfig(sample_steps=10, pnp=PnPConfig(ransac_threshold=3.0))
     estimator = NocsEstimator(net, spec, models, config)
-    oracle = OracleDetector(nocs_scene.root, nocs_scene.split)
     ious, position_errors, add_s_errors = [], [], []
-    for frame in split_frames(nocs_scene):
-        scene = nocs_scene.read_scene(frame.key.scene_id)
-        truth = {(inst.obj_id, info.bbox_visib): (inst, info.visib_fract)
-                 for inst, info in zip(scene.gt[frame.key.im_id], scene.gt_info[frame.key.im_id])}
-        detections = oracle.detect(frame.rgb, frame.key)
-        for detection, out in zip(detections, estimator.run(frame.rgb, frame.camera, detections)):
-            x0, y0, x1, y1 = detection.box.astype(int)
-            inst, visib = truth[(detection.object_id, (x0, y0, x1 - x0, y1 - y0))]
+    for frame, detections, truths in oracle_frames(nocs_scene):
+        for detection, out, (inst, visib) in zip(detections, estimator.run(frame.rgb, frame.camera, detections), truths):
             if visib < 0.5:
                 continue
             true_mask = out.crop.warp(detection.mask, cv2.INTER_NEAREST)

@@ -41,16 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     nocs.set_defaults(func=run)
     refine = studies.add_parser("refine", help="each estimator with and without the refiner, ground-truth masks "
                                                "and the learned detector")
-    refine.add_argument("--dataset", type=Path, required=True, help="BOP data set root holding the held-out split")
-    refine.add_argument("--split", default="test", help="held-out split (never used in training)")
-    refine.add_argument("--estimators", type=Path, nargs="+", default=[config_file(name) for name in DEFAULT_ESTIMATORS],
-                        help="estimator configurations, in table order")
-    refine.add_argument("--refiner-config", type=Path, default=config_file("refiner.yaml"))
-    refine.add_argument("--detector-config", type=Path, default=config_file("detector.yaml"),
-                        help="the learned detector's configuration")
-    refine.add_argument("--detectors", nargs="+", choices=("oracle", "learned"), default=["oracle", "learned"])
-    refine.add_argument("--min-visib", type=float, default=0.5, help="instances less visible than this are not scored")
-    refine.add_argument("--max-images", type=int, default=None, help="only the first N images of the split")
+    _add_case_arguments(refine, DEFAULT_ESTIMATORS, "estimator configurations, in table order")
     refine.add_argument("--out", type=Path, default=Path("docs/refine_study.md"),
                         help="Markdown report; the JSON and the PNG figure are written beside it")
     refine.set_defaults(func=run_refine)
@@ -66,17 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     retrieval.set_defaults(func=run_retrieval)
     estimator = studies.add_parser("estimator", help="NOCS Pix2Pix / BBDM and MRC-Net, alone and refined, ground-truth "
                                                      "masks and the learned detector, with MRC-Net's bin accuracy")
-    estimator.add_argument("--dataset", type=Path, required=True, help="BOP data set root holding the held-out split")
-    estimator.add_argument("--split", default="test", help="held-out split (never used in training)")
-    estimator.add_argument("--estimators", type=Path, nargs="+",
-                           default=[config_file(name) for name in ESTIMATOR_STUDY_CONFIGS],
-                           help="estimator configurations, in table order (an MRC-Net one also gets the bin analysis)")
-    estimator.add_argument("--refiner-config", type=Path, default=config_file("refiner.yaml"))
-    estimator.add_argument("--detector-config", type=Path, default=config_file("detector.yaml"),
-                           help="the learned detector's configuration")
-    estimator.add_argument("--detectors", nargs="+", choices=("oracle", "learned"), default=["oracle", "learned"])
-    estimator.add_argument("--min-visib", type=float, default=0.5, help="instances less visible than this are not scored")
-    estimator.add_argument("--max-images", type=int, default=None, help="only the first N images of the split")
+    _add_case_arguments(estimator, ESTIMATOR_STUDY_CONFIGS,
+                        "estimator configurations, in table order (an MRC-Net one also gets the bin analysis)")
     estimator.add_argument("--out", type=Path, default=Path("docs/estimator_study.md"),
                            help="Markdown report; its JSON is written beside it, each case's results in OUT.cases/")
     estimator.set_defaults(func=run_estimator)
@@ -89,6 +71,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="JSON summary; the CSV of every instance's outcome and the PNG figure are written beside it")
     detector.add_argument("--threads", type=int, default=1, help="torch threads")
     detector.set_defaults(func=run_detector)
+
+
+def _add_case_arguments(parser: argparse.ArgumentParser, estimators: tuple[str, ...], estimators_help: str) -> None:
+    """Options shared by `study refine` and `study estimator`: split, estimator configurations, detectors, refiner."""
+    parser.add_argument("--dataset", type=Path, required=True, help="BOP data set root holding the held-out split")
+    parser.add_argument("--split", default="test", help="held-out split (never used in training)")
+    parser.add_argument("--estimators", type=Path, nargs="+", default=[config_file(name) for name in estimators],
+                        help=estimators_help)
+    parser.add_argument("--refiner-config", type=Path, default=config_file("refiner.yaml"))
+    parser.add_argument("--detector-config", type=Path, default=config_file("detector.yaml"),
+                        help="the learned detector's configuration")
+    parser.add_argument("--detectors", nargs="+", choices=("oracle", "learned"), default=["oracle", "learned"])
+    parser.add_argument("--min-visib", type=float, default=0.5, help="instances less visible than this are not scored")
+    parser.add_argument("--max-images", type=int, default=None, help="only the first N images of the split")
 
 
 def variant_name(weights: Path) -> str:

@@ -96,7 +96,8 @@ def markdown_report(cases: Sequence[Mapping[str, Any]], classifier: Mapping[str,
         f"{content['load_average'][0]:.1f} at the end: ms figures are wall time and grow with the load). Split "
         f"`{content['split']}` (held out from all training), instances with visib_fract >= {content['min_visib']}"
         + (f", first {content['max_images']} images" if content["max_images"] else "")
-        + f". Refiner: config/refiner.yaml. Figures: `{out_md.with_suffix('.json').name}`.",
+        + f". Refiner: config/refiner.yaml. Figures: `{out_md.with_suffix('.json').name}`. MRC-Net's design, "
+        "training and limits: [mrcnet.md](mrcnet.md).",
         "",
         "| estimator | detections | refined | n | ADD(-S) | sym. | asym. | AR_MSSD | AR_MSPD | median rot. err. (deg) "
         "| median transl. err. (cm) | ms per object |",
