@@ -67,7 +67,7 @@ def test_bin_rotation_round_trip():
     np.testing.assert_array_equal(bins.nearest(bins.rotations), np.arange(bins.count))
     rng = np.random.default_rng(3)
     # 5 degrees off: well inside half the ~29 deg direction spacing and the 30 deg in-plane spacing.
-    small = Rotation.from_rotvec(rng.normal(size=(bins.count, 3)) * 0.0 + _unit(rng, bins.count) * np.radians(5))
+    small = Rotation.from_rotvec(_unit(rng, bins.count) * np.radians(5))
     np.testing.assert_array_equal(bins.nearest(small.as_matrix() @ bins.rotations), np.arange(bins.count))
     with pytest.raises(ValueError, match="bin index"):
         bins.rotation(bins.count)
