@@ -31,6 +31,9 @@ def add_mrcnet_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--device", default="cpu", help="torch device of the network (cpu, cuda); renders stay on the CPU")
     parser.add_argument("--data-seeds", default="", help="free text recorded in the JSON, e.g. 'train 150, val 601'")
+    parser.add_argument("--residual-from", type=Path, default=None,
+                        help="train only the residual stage (MRC layer and regressor) on the frozen encoder and "
+                             "classifier of these MRC-Net weights")
 
 
 def run_mrcnet(args: argparse.Namespace) -> int:
@@ -44,6 +47,7 @@ def run_mrcnet(args: argparse.Namespace) -> int:
     from ros2_sixdpose.core.render import Renderer
     from ros2_sixdpose.data.bop import BopSplit
     from ros2_sixdpose.data.views import ViewConfig
+    from ros2_sixdpose.estimation.mrcnet.predictor import load_mrcnet
     from ros2_sixdpose.estimation.mrcnet.train import MrcTask, MrcTrainConfig, cached_mrc_crops
     from ros2_sixdpose.estimation.mrcnet.visualize import save_examples
     from ros2_sixdpose.train.loop import TrainConfig, train
@@ -66,7 +70,8 @@ def run_mrcnet(args: argparse.Namespace) -> int:
                                      object_ids, renderer, 1, args.seed, args.cache_dir, limit=config.val_crops)
         loader = DataLoader(train_crops, batch_size=config.batch_size, shuffle=True, drop_last=True,
                             generator=torch.Generator().manual_seed(args.seed))
-        task = MrcTask(config, models, object_ids, val_crops, renderer, args.seed, args.device)
+        stage1_from = load_mrcnet(args.residual_from)[0] if args.residual_from is not None else None
+        task = MrcTask(config, models, object_ids, val_crops, renderer, args.seed, args.device, stage1_from)
         loop_config = TrainConfig(
             steps=args.steps, lr=args.lr, warmup_steps=min(200, args.steps // 10), eval_every=args.eval_every,
             checkpoint_every=min(250, args.eval_every), seed=args.seed, threads=args.threads,
@@ -77,6 +82,9 @@ def run_mrcnet(args: argparse.Namespace) -> int:
             "val_split": args.val_split, "data_seeds": args.data_seeds, "device": args.device,
             "train_crops": len(train_crops), "val_crops": len(val_crops), "object_ids": object_ids,
             "parameters": sum(p.numel() for p in task.net.parameters()),
+            "residual_from": str(args.residual_from) if args.residual_from is not None else None,
+            # How the frozen stage 1 was trained, so the whole chain stays on record.
+            "residual_from_info": _training_info(args.residual_from),
             "mrcnet_train_config": asdict(config),
         }
         result = train(task, loader, loop_config, args.out, run_info=run_info, until=args.until)
@@ -91,3 +99,11 @@ def run_mrcnet(args: argparse.Namespace) -> int:
     print(f"step {result.history['step'][-1] if result.history['step'] else 0}: {result.final_metrics}")
     print(f"wrote {result.weights} (+ .json, .curves.png, .examples.png); checkpoint {result.checkpoint}")
     return 0
+
+
+def _training_info(weights: Path | None) -> dict | None:
+    """The training JSON beside `weights` (None without weights or JSON)."""
+    import json
+
+    info = None if weights is None else weights.with_name(weights.name + ".json")
+    return json.loads(info.read_text()) if info is not None and info.is_file() else None

@@ -130,12 +130,23 @@ class MrcNet(nn.Module):
         self.merge1 = nn.Sequential(nn.Conv2d(corr[0] + 16, 64, 3, 2, 1), nn.BatchNorm2d(64), nn.ReLU())
         self.merge2 = nn.Sequential(nn.Conv2d(64 + corr[1] + 16, 96, 3, 2, 1), nn.BatchNorm2d(96), nn.ReLU())
         self.merge3 = nn.Sequential(nn.Conv2d(96 + corr[2] + 16, 96, 3, 1, 1), nn.BatchNorm2d(96), nn.ReLU())
-        self.regressor = nn.Sequential(nn.Flatten(), nn.Linear(96 * side * side, c.hidden), nn.ReLU())
+        # Leaky: with plain ReLU every hidden unit of this layer died in the first joint run (all pre-activations
+        # negative), so the zero-initialised output layer never received a gradient and stage 2 learnt nothing.
+        self.regressor = nn.Sequential(nn.Flatten(), nn.Linear(96 * side * side, c.hidden), nn.LeakyReLU(0.1))
         self.stage2_out = nn.Linear(c.hidden, c.objects * 9)
         # Start stage 2 at "no correction": identity rotation, zero translation residual.
         nn.init.zeros_(self.stage2_out.weight)
         with torch.no_grad():
             self.stage2_out.bias.copy_(torch.tensor([1.0, 0, 0, 0, 1, 0, 0, 0, 0]).repeat(c.objects))
+
+    def stage1_modules(self) -> list[nn.Module]:
+        """The encoder and the classifier (what a residual-stage-only run keeps frozen)."""
+        return [self.encoder, self.classifier, self.stage1_out]
+
+    def stage2_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the MRC layer and the residual regressor."""
+        frozen = {id(p) for m in self.stage1_modules() for p in m.parameters()}
+        return [p for p in self.parameters() if id(p) not in frozen]
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Features at three scales of crops (B, 5, S, S) (RGB in [0, 1] and ray channels)."""

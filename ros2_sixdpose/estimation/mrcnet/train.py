@@ -218,15 +218,23 @@ class MrcTask:
     """MRC-Net as a `TrainTask`: joint stage-1 / stage-2 steps on cached crops, validation through `MrcPredictor`."""
 
     def __init__(self, config: MrcTrainConfig, models: dict[int, ObjectModel], object_ids: list[int], val: MrcCache,
-                 renderer: Renderer, seed: int, device: str = "cpu") -> None:
+                 renderer: Renderer, seed: int, device: str = "cpu", stage1_from: MrcNet | None = None) -> None:
+        """`stage1_from`: train the residual stage only, on the frozen encoder and classifier of this network."""
         torch.manual_seed(seed)
         self.config = config
         self.object_ids = list(object_ids)
         self.models = models
         self.val = val
         self.device = torch.device(device)
-        self.net = MrcNet(config.net).to(self.device)
-        self.optimizer = torch.optim.AdamW(self.net.parameters(), weight_decay=1e-4)
+        self.net = MrcNet(config.net)
+        self.residual_only = stage1_from is not None
+        if stage1_from is not None:
+            for mine, theirs in zip(self.net.stage1_modules(), stage1_from.stage1_modules()):
+                mine.load_state_dict(theirs.state_dict())
+                mine.requires_grad_(False)
+        self.net.to(self.device)
+        trained = self.net.stage2_parameters() if self.residual_only else list(self.net.parameters())
+        self.optimizer = torch.optim.AdamW(trained, weight_decay=1e-4)
         self.generator = torch.Generator().manual_seed(seed)
         self.vertex_loss = SymmetricVertexLoss(models, object_ids)
         self.predictor = MrcPredictor(self.net, config.bins, config.grid, object_ids, models, renderer)
@@ -236,7 +244,7 @@ class MrcTask:
         return [self.optimizer]
 
     def training_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
-        """Both stages on one batch of cached crops."""
+        """Both stages (or the residual stage alone) on one batch of cached crops."""
         c = self.config
         rgb = batch["rgb"].float() / 255.0
         if c.augment.enabled:
@@ -247,9 +255,17 @@ class MrcTask:
         # Real and rendered crops share one pass, so batch norm's statistics during training are those of the
         # mixture its running averages describe at inference.
         both = torch.cat([network_input(rgb.to(dev), K), network_input(batch["render"].float().to(dev) / 255.0, K)])
-        features = self.net.encode(both)
+        with torch.set_grad_enabled(not self.residual_only):
+            features = self.net.encode(both)
         real = [f[: len(rows)] for f in features]
         rendered = [f[len(rows):] for f in features]
+        if self.residual_only:
+            loss_vertex, loss_t2 = self._residual_losses(real, rendered, rows, batch)
+            loss = c.w_vertex * loss_vertex + c.w_translation2 * loss_t2
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            return {"vertex": loss_vertex.item(), "t2": loss_t2.item()}
         out = self.net.stage1(real, rows)
         labels = batch["labels"].float().to(dev)
         loss_rot = -(labels * F.log_softmax(out.rotation, dim=1)).sum(dim=1).mean()
@@ -260,12 +276,7 @@ class MrcTask:
         depth_res = out.depth_residual.gather(1, depth_bin[:, None])[:, 0]
         loss_res1 = (offset_res - batch["offset_res"].to(dev)).abs().mean() \
             + (depth_res - batch["depth_res"].to(dev)).abs().mean()
-        residual = self.net.stage2(real, rendered, rows)
-        R = rotation_from_6d(residual[:, :6]) @ batch["R_init"].to(dev)
-        loss_vertex = self.vertex_loss(R.cpu(), batch["R_gt"], rows.cpu()).to(dev)
-        offset_error = batch["offset_init"].to(dev) + residual[:, 6:8] - batch["offset_gt"].to(dev)
-        depth_error = batch["log_q_init"].to(dev) + residual[:, 8] - batch["log_q_gt"].to(dev)
-        loss_t2 = offset_error.abs().mean() + depth_error.abs().mean()
+        loss_vertex, loss_t2 = self._residual_losses(real, rendered, rows, batch)
         loss = (c.w_rotation * loss_rot + c.w_translation_bins * loss_tbins + c.w_residual1 * loss_res1
                 + c.w_vertex * loss_vertex + c.w_translation2 * loss_t2)
         self.optimizer.zero_grad(set_to_none=True)
@@ -273,6 +284,17 @@ class MrcTask:
         self.optimizer.step()
         return {"rot_ce": loss_rot.item(), "t_bins": loss_tbins.item(), "res1": loss_res1.item(),
                 "vertex": loss_vertex.item(), "t2": loss_t2.item()}
+
+    def _residual_losses(self, real: list[torch.Tensor], rendered: list[torch.Tensor], rows: torch.Tensor,
+                         batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(symmetry-aware vertex loss in diameters, L1 of offset and log depth) of the residual stage on a batch."""
+        dev = self.device
+        residual = self.net.stage2(real, rendered, rows)
+        R = rotation_from_6d(residual[:, :6]) @ batch["R_init"].to(dev)
+        loss_vertex = self.vertex_loss(R.cpu(), batch["R_gt"], rows.cpu()).to(dev)
+        offset_error = batch["offset_init"].to(dev) + residual[:, 6:8] - batch["offset_gt"].to(dev)
+        depth_error = batch["log_q_init"].to(dev) + residual[:, 8] - batch["log_q_gt"].to(dev)
+        return loss_vertex, offset_error.abs().mean() + depth_error.abs().mean()
 
     def validate(self) -> dict[str, float]:
         """Bin accuracies and ADD(-S) recall (0.1 d) of the classified and of the final poses on the validation crops."""
@@ -282,8 +304,11 @@ class MrcTask:
         return {k: metrics[k] for k in ("top1", "top5", "add_stage1", "add_final")}
 
     def train_mode(self, training: bool) -> None:
-        """Switch the network between train and eval mode."""
+        """Switch the network between train and eval mode (frozen stage-1 modules stay in eval mode)."""
         self.net.train(training)
+        if self.residual_only:
+            for module in self.net.stage1_modules():
+                module.eval()
 
     def state_dict(self) -> dict[str, Any]:
         """Network, optimizer and augmentation generator."""
