@@ -1,5 +1,6 @@
-"""The demo's sequence and pictures (`sixdpose demo`): the object gallery, the synthesised test sequence and its
-bag, the nodes' overlay frames read back from the recorded bag, the contact sheet and the video."""
+"""The demo's sequence and pictures (`sixdpose demo`): the object gallery, the synthesised test sequence (with its
+events: a camera stop, a moved object, a full occlusion, a light change) and its bag, the nodes' overlay frames read
+back from the recorded bag, the contact sheet and the video of every frame at the recorded pace."""
 from __future__ import annotations
 
 import logging
@@ -19,6 +20,7 @@ from ros2_sixdpose.core.render import Lighting, Renderer
 from ros2_sixdpose.data import bop
 from ros2_sixdpose.data.bags import BagFrame, write_bag
 from ros2_sixdpose.data.msg_types import typestore
+from ros2_sixdpose.data.sequence_annotation import FrameAnnotation
 from ros2_sixdpose.data.synth import SynthConfig, generate_split
 from ros2_sixdpose.nodes.overlay import draw_poses
 from ros2_sixdpose.paths import config_file
@@ -37,9 +39,11 @@ VIDEO_OPTIONS = {"codec": "libx264", "pix_fmt_out": "yuv420p", "quality": None,
                  "output_params": ["-crf", "23", "-movflags", "+faststart"], "macro_block_size": 16}
 STRIP_FRAMES = 6  # frames of the overview strip, spread over the sequence
 STRIP_SCALE = 0.375  # each at 240x180 for a 640x480 sequence
-# A busy table seen whole: four or five objects of the set, the camera 0.5-0.8 m away.
+# A busy table seen whole: four or five objects of the set, the camera 0.5-0.8 m away; within the demo's few seconds
+# one camera stop, one object moved, one full occlusion and one light change (short ones, so that all fit).
 DEMO_SCENE = {"camera.width": 640, "camera.height": 480, "camera.distance": [0.5, 0.8],
-              "scene.objects_per_scene": [4, 5]}
+              "scene.objects_per_scene": [4, 5], "events.moved_objects": [1, 1], "events.move_duration_s": [1.0, 1.2],
+              "events.still_s": [0.8, 0.8], "events.light_ramp_s": [0.0, 0.5], "events.lead_s": 0.7}
 
 
 def object_gallery(models: dict[int, ObjectModel], renderer: Renderer) -> np.ndarray:
@@ -160,4 +164,26 @@ def write_overlays(frames: Sequence[BagFrame], overlays: dict[int, np.ndarray], 
         if frame.stamp_ns in overlays:
             bop.write_rgb(folder / f"{index:06d}.png", overlays[frame.stamp_ns])
             images.append(overlays[frame.stamp_ns])
+    return images
+
+
+def video_frames(frames: Sequence[BagFrame], overlays: dict[int, np.ndarray],
+                 annotation: Sequence[FrameAnnotation] | None = None) -> list[np.ndarray]:
+    """Every frame of the sequence for the video at the recorded pace: the nodes' overlay where they answered, the
+    frame dimmed and marked "no answer" where they did not; captioned with the frame's time and, with the
+    sequence's annotation, what happens in it (full occlusion, camera still, object moving, light changing)."""
+    start = frames[0].stamp_ns
+    images = []
+    for index, frame in enumerate(frames):
+        image = overlays.get(frame.stamp_ns)
+        text = f"t={(frame.stamp_ns - start) / 1e9:.2f} s"
+        if image is None:
+            image, text = frame.rgb // 3, text + "  no answer"
+        if annotation is not None:
+            events = annotation[index]
+            text += "".join(label for flag, label in ((events.occluded, "  full occlusion"),
+                                                      (events.camera_still, "  camera still"),
+                                                      (events.moving, "  object moving"),
+                                                      (events.light_change, "  light changing")) if flag)
+        images.append(_caption(image, text))
     return images

@@ -23,18 +23,20 @@ From them (`summarise`):
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from ros2_sixdpose.core.geometry import rotation_angle
 from ros2_sixdpose.core.metrics import add_s
 from ros2_sixdpose.core.objects import ObjectModel
+from ros2_sixdpose.data.sequence_annotation import SequenceAnnotation
 from ros2_sixdpose.estimation.symmetry import symmetric_rotation_error
 
 __all__ = ["RBOT_DEGREES", "RBOT_METRES", "InstanceSeries", "SequenceMetrics", "pose_errors", "rbot_correct",
-           "recall", "drift_per_100_frames", "reacquisition_times", "jitter", "summarise"]
+           "recall", "drift_per_100_frames", "reacquisition_times", "jitter", "summarise", "build_series"]
 
 RBOT_DEGREES, RBOT_METRES = 5.0, 0.05
 ADD_THRESHOLD = 0.1  # x diameter
@@ -192,3 +194,53 @@ def summarise(series: Sequence[InstanceSeries]) -> SequenceMetrics:
         reacquisition_s_max=max(found) if found else None,
         jitter_mm=_mean([j[0] for j in jitters]), jitter_deg=_mean([j[1] for j in jitters]), still_runs=len(jitters),
     )
+
+
+def build_series(
+    gt: Sequence[Sequence[tuple[int, np.ndarray]]],
+    estimates: Sequence[Sequence[tuple[int, np.ndarray]]],
+    annotation: SequenceAnnotation,
+    models: Mapping[int, ObjectModel],
+    min_visib: float,
+    instances: Collection[int] | None = None,
+) -> list[InstanceSeries]:
+    """Per instance (persistent id of the annotation; all, or those in `instances`), its series over the frames.
+
+    gt[f]: (object id, T_cam_obj (4, 4)) of each scene_gt entry of frame f, in the annotation's order;
+    estimates[f]: the tracker's (object id, T_cam_obj) in frame f, none where it did not answer. In each frame,
+    the estimates of an object are matched one to one to its ground-truth instances by the least summed
+    translation distance (Hungarian). An instance counts (`scored`) in the frames where it is in the image, at
+    least `min_visib` visible and not wholly hidden.
+    """
+    if not len(gt) == len(estimates) == len(annotation.frames):
+        raise ValueError(f"need one ground-truth list, estimate list and annotation per frame, got {len(gt)}, "
+                         f"{len(estimates)} and {len(annotation.frames)}")
+    n = len(gt)
+    times = np.arange(n) / annotation.rate_hz
+    ids = sorted({i for f in annotation.frames for i in f.instances} if instances is None else instances)
+    series: dict[int, InstanceSeries] = {}
+
+    def blank(obj_id: int) -> InstanceSeries:
+        inf = np.full(n, np.inf)
+        return InstanceSeries(obj_id, models[obj_id].diameter, times, np.full((n, 4, 4), np.nan), inf.copy(),
+                              inf.copy(), inf.copy(), np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool))
+    for f, (frame_gt, frame_est, frame) in enumerate(zip(gt, estimates, annotation.frames)):
+        present = {pid: k for k, pid in enumerate(frame.instances) if pid in ids}
+        for pid, k in present.items():
+            obj_id = frame_gt[k][0]
+            s = series.setdefault(pid, blank(obj_id))
+            s.scored[f] = frame.visib[k] >= min_visib and pid not in frame.occluded
+            s.occluded[f] = pid in frame.occluded
+            s.still[f] = f > 0 and annotation.still(f, pid) and pid in annotation.frames[f - 1].instances
+        for obj_id in {frame_gt[k][0] for k in present.values()}:
+            pids = [pid for pid, k in present.items() if frame_gt[k][0] == obj_id]
+            poses = [T for o, T in frame_est if o == obj_id]
+            if not poses:
+                continue
+            cost = np.array([[np.linalg.norm(T[:3, 3] - frame_gt[present[pid]][1][:3, 3]) for T in poses]
+                             for pid in pids])
+            for row, col in zip(*linear_sum_assignment(cost)):
+                s, T_gt = series[pids[row]], frame_gt[present[pids[row]]][1]
+                s.T_est[f] = poses[col]
+                s.add[f], s.rot_deg[f], s.trans_m[f] = pose_errors(poses[col], T_gt, models[obj_id])
+    return [series[pid] for pid in ids if pid in series]

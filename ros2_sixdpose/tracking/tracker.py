@@ -212,11 +212,28 @@ class Tracker:
                 self.tracks.append(track)
             T = estimate.T_cam_obj if track.state is TrackState.TRACKED else self._closest_equivalent(
                 estimate.object_id, estimate.T_cam_obj, track.T_cam_obj)
-            track.T_cam_obj, track.previous, track.score = T, None, estimate.score
-            track.state, track.low_frames, track.age = TrackState.TRACKED, 0, 0
-            track.refiner_state = self.refiner.start(estimate.object_id, rgb, camera, T)
+            self._start(track, T, estimate.score, rgb, camera)
             started.add(track.track_id)
         return started
+
+    def _start(self, track: Track, T_cam_obj: np.ndarray, score: float, rgb: np.ndarray,
+               camera: PinholeCamera) -> None:
+        """(Re)start `track` at T_cam_obj (4, 4) in this frame."""
+        track.T_cam_obj, track.previous, track.score = T_cam_obj, None, score
+        track.state, track.low_frames, track.age = TrackState.TRACKED, 0, 0
+        track.refiner_state = self.refiner.start(track.object_id, rgb, camera, T_cam_obj)
+
+    def restart(self, track_id: int, object_id: int, T_cam_obj: np.ndarray, rgb: np.ndarray,
+                camera: PinholeCamera) -> None:
+        """Put track `track_id` at T_cam_obj (4, 4) in the frame `rgb` just tracked, re-adding it if it was dropped:
+        RBOT's "reset to the ground truth on failure", for benchmarks."""
+        track = next((t for t in self.tracks if t.track_id == track_id), None)
+        if track is None:
+            instance = self._instances.get(object_id, 0)
+            self._instances[object_id] = instance + 1
+            track = Track(track_id, object_id, instance, T_cam_obj, 1.0)
+            self.tracks.append(track)
+        self._start(track, T_cam_obj, 1.0, rgb, camera)
 
     def _closest_equivalent(self, object_id: int, T: np.ndarray, reference: np.ndarray) -> np.ndarray:
         """T's symmetric equivalent closest to `reference` for this object."""
