@@ -95,3 +95,39 @@ def test_summary_of_one_instance():
     assert metrics.reacquisition_s_median == pytest.approx(1 / RATE)
     assert metrics.jitter_mm == pytest.approx(0.0) and metrics.still_runs == 1
     assert metrics.drift_mm_per_100 is None  # 8 posed frames: too few for a slope
+
+
+def test_build_series_matches_two_instances_of_one_object_and_scores_unanswered_frames_as_failures(tmp_path):
+    from pathlib import Path
+
+    from ros2_sixdpose.core.camera import PinholeCamera
+    from ros2_sixdpose.core.objects import load_models
+    from ros2_sixdpose.data.bags import BagFrame, GtPose
+    from ros2_sixdpose.data.sequence_annotation import (
+        FrameAnnotation, SequenceAnnotation, SequenceEvent, write_sequence_annotation,
+    )
+    from ros2_sixdpose.evaluation.replay import Answer, EstimatedPose, score_sequence
+
+    duck = 1
+    models = load_models(Path(__file__).resolve().parents[1] / "assets" / "models", [duck])
+    left, right = make_pose(np.eye(3), [-0.1, 0.0, 0.5]), make_pose(np.eye(3), [0.1, 0.0, 0.5])
+    K = np.array([[600.0, 0.0, 319.5], [0.0, 600.0, 239.5], [0.0, 0.0, 1.0]])
+    frames = [BagFrame(np.zeros((480, 640, 3), np.uint8), PinholeCamera(K, 640, 480), i, "cam", None,
+                       (GtPose(duck, "duck", 0, left), GtPose(duck, "duck", 1, right))) for i in range(4)]
+    # Frame 0: both right (given in swapped order); frame 1: unanswered; frame 2: one pose 3 cm off the right
+    # duck (the left one has none); frame 3: the right duck is wholly hidden and not counted.
+    off = make_pose(np.eye(3), [0.13, 0.0, 0.5])
+    answers = {0: Answer(0, 0, (EstimatedPose(duck, 1.0, right), EstimatedPose(duck, 1.0, left))),
+               2: Answer(2, 0, (EstimatedPose(duck, 1.0, off),)),
+               3: Answer(3, 0, (EstimatedPose(duck, 1.0, left),))}
+    plain = FrameAnnotation((0, 1), (1.0, 1.0), False, (), (), False, False)
+    hidden = FrameAnnotation((0, 1), (1.0, 0.0), False, (), (1,), True, False)
+    path = tmp_path / "scene_sequence.json"
+    write_sequence_annotation(path, SequenceAnnotation(30.0, (SequenceEvent("occlusion", 3, 4),),
+                                                       (plain, plain, plain, hidden)))
+    metrics = score_sequence(frames, answers, path, models, 0.1, [])
+    # Counted: 2 instances x 3 frames + the left duck in frame 3 = 7; correct: frame 0 (2) and frame 3 (1). The
+    # right duck's 3 cm in frame 2 is beyond 0.1 d (the duck's diameter is under 30 cm) and within RBOT's 5 cm.
+    assert models[duck].diameter < 0.3
+    assert metrics.instance_frames == 7
+    assert metrics.add_s_recall == pytest.approx(3 / 7) and metrics.rbot_success == pytest.approx(4 / 7)

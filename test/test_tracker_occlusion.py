@@ -23,14 +23,17 @@ from test_nodes import _frame, probe  # noqa: F401 (probe: a fixture)
 from test_tracker_node import TORUS, tracker_node  # noqa: F401 (tracker_node: a fixture, on this module's sequence)
 
 ROOT = Path(__file__).resolve().parents[1]
-FRAMES = 45
+FRAMES = 60
 SEED = 9412  # never used for training, validation or test data
 TOLERANCE = 0.1  # ADD(-S) in object diameters
 # Only the occlusion, early: 0.3 s of tracking first, then a board 0.12-0.2 m before the camera covering the
 # whole view for 4 frames (the torus is hidden for longer: from when the board's edge passes it).
 EVENTS = {"events.lead_s": 0.3, "events.stills": 0, "events.moved_objects": [0, 0], "events.occlusions": 1,
           "events.occlusion_frames": [4, 4], "events.light_changes": 0}
-RECOVERY_FRAMES = 15  # bound on frames from the occlusion's end to the first correct pose (0.5 s at 30 Hz)
+# Bound on frames from the occlusion's end to the first correct pose (0.1 s at 30 Hz). Measured: correct (0.018 d)
+# in the first frame after it, under the old instance number (every frame runs the initialiser while no track is
+# left); the track was dropped from the occlusion's second frame on (errors 0.13 d and 0.30 d as the board came in).
+RECOVERY_FRAMES = 3
 
 
 @pytest.fixture(scope="module")
