@@ -14,6 +14,7 @@ folder holds:
     overview.png         six overlay frames side by side
     video.mp4            every frame at the recorded pace (H.264): the nodes' overlay, or the frame dimmed where
                          they did not answer, captioned with the sequence's events
+    timeline.png         each object's ADD(-S) error over the sequence, with the events and the unanswered frames
     metrics.json         the replay's metrics (a copy of replay/metrics.json), with the sequence metrics under
                          "sequence": ADD(-S) and RBOT over every frame, drift, re-acquisition, jitter
 
@@ -73,11 +74,13 @@ def run(args: argparse.Namespace) -> int:
     from ros2_sixdpose.data import bop
     from ros2_sixdpose.data.bags import BagError, read_bag
     from ros2_sixdpose.evaluation.demo import (
-        contact_sheet, object_gallery, overlay_images, overview_strip, recorded_fps, synthesise_bag, video_frames,
-        write_overlays, write_video,
+        contact_sheet, object_gallery, overlay_images, overview_strip, recorded_fps, sequence_timeline, synthesise_bag,
+        video_frames, write_overlays, write_video,
     )
     from ros2_sixdpose.data.sequence_annotation import SEQUENCE_FILE, read_sequence_annotation
-    from ros2_sixdpose.evaluation.replay import format_table
+    from ros2_sixdpose.evaluation.replay import (
+        PUBLISHED_FILE, first_answers, format_table, read_output, read_published, sequence_series,
+    )
     from ros2_sixdpose.evaluation.replay_run import METRICS_FILE, OUTPUT_BAG, replay_and_score
     from ros2_sixdpose.evaluation.scoring import EvalConfig
     from ros2_sixdpose.nodes.deployment import load_deployment, with_parameters
@@ -110,8 +113,12 @@ def run(args: argparse.Namespace) -> int:
     images = write_overlays(frames, overlays, out / "overlay")
     bop.write_rgb(out / "contact_sheet.png", contact_sheet(frames, overlays, models))
     fps = args.video_fps or recorded_fps([frame.stamp_ns for frame in frames])
-    annotation = read_sequence_annotation(bag / SEQUENCE_FILE).frames
-    video = write_video(out / "video.mp4", video_frames(frames, overlays, annotation), fps)
+    annotation = read_sequence_annotation(bag / SEQUENCE_FILE)
+    video = write_video(out / "video.mp4", video_frames(frames, overlays, annotation.frames), fps)
+    answers = first_answers(read_published(out / "replay" / PUBLISHED_FILE), read_output(out / "replay" / OUTPUT_BAG)[0])
+    series = sequence_series(frames, answers, annotation, models, EvalConfig().min_visib)
+    sequence_timeline(out / "timeline.png", series, annotation, [f.stamp_ns in answers for f in frames],
+                      {obj_id: model.name for obj_id, model in models.items()})
     if images:
         bop.write_rgb(out / "overview.png", overview_strip(images))
     else:
@@ -123,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(metrics))
     lines = [f"object gallery:  {out / 'objects.png'}", f"contact sheet:   {out / 'contact_sheet.png'}",
              f"overview:        {out / 'overview.png'}", f"video:           {video} ({fps:.0f} fps)",
+             f"timeline:        {out / 'timeline.png'}",
              f"overlay frames:  {len(images)} of {len(frames)} answered", f"metrics:         {out / METRICS_FILE}"]
     if args.keep_bags:
         lines += [f"overlay PNGs:    {out / 'overlay'}", f"recorded topics: {out / 'replay' / OUTPUT_BAG}"]

@@ -20,8 +20,9 @@ from ros2_sixdpose.core.render import Lighting, Renderer
 from ros2_sixdpose.data import bop
 from ros2_sixdpose.data.bags import BagFrame, write_bag
 from ros2_sixdpose.data.msg_types import typestore
-from ros2_sixdpose.data.sequence_annotation import FrameAnnotation
+from ros2_sixdpose.data.sequence_annotation import FrameAnnotation, SequenceAnnotation
 from ros2_sixdpose.data.synth import SynthConfig, generate_split
+from ros2_sixdpose.evaluation.sequence_metrics import InstanceSeries
 from ros2_sixdpose.nodes.overlay import draw_poses
 from ros2_sixdpose.paths import config_file
 from ros2_sixdpose.topics import POSES_OVERLAY_TOPIC
@@ -187,3 +188,37 @@ def video_frames(frames: Sequence[BagFrame], overlays: dict[int, np.ndarray],
                                                       (events.light_change, "  light changing")) if flag)
         images.append(_caption(image, text))
     return images
+
+
+EVENT_COLOURS = {"still": "tab:green", "push": "tab:orange", "carry": "tab:orange", "occlusion": "tab:grey",
+                 "light": "gold"}
+
+
+def sequence_timeline(path: Path, series: Sequence[InstanceSeries], annotation: SequenceAnnotation,
+                      answered: Sequence[bool], names: dict[int, str]) -> Path:
+    """A PNG of each instance's ADD(-S) error (in diameters, log scale) over the sequence, with the 0.1 d threshold,
+    the sequence's events as shaded spans and the frames the nodes did not answer marked along the bottom."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    times = np.arange(len(answered)) / annotation.rate_hz
+    fig, ax = plt.subplots(figsize=(10, 3.6), dpi=100)
+    for event in annotation.events:
+        ax.axvspan(event.start / annotation.rate_hz, event.end / annotation.rate_hz, alpha=0.2,
+                   color=EVENT_COLOURS.get(event.kind, "tab:blue"), lw=0)
+        ax.text(event.start / annotation.rate_hz, 3.0, event.kind, fontsize=8, va="top")
+    for s in series:
+        error = np.where(s.scored, np.clip(s.add / s.diameter, 1e-3, 2.0), np.nan)
+        ax.plot(times, error, lw=1.2, label=names.get(s.obj_id, str(s.obj_id)))
+    missed = times[~np.asarray(answered, bool)]
+    ax.plot(missed, np.full(len(missed), 1.2e-3), "|", color="tab:red", ms=8, label="not answered")
+    ax.axhline(0.1, color="black", lw=0.8, ls="--")
+    ax.set(yscale="log", ylim=(1e-3, 3.0), xlim=(0, times[-1] if len(times) else 1), xlabel="time (s)",
+           ylabel="ADD(-S) / diameter", title="tracked poses over the sequence (correct below the dashed line)")
+    ax.legend(loc="upper right", fontsize=8, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -35,9 +35,9 @@ from ros2_sixdpose.core.render import Renderer
 from ros2_sixdpose.data.bags import BagFrame, BagTopics, read_bag
 from ros2_sixdpose.data.bop import GtInstance, PoseResult
 from ros2_sixdpose.data.msg_types import typestore
-from ros2_sixdpose.data.sequence_annotation import SEQUENCE_FILE, read_sequence_annotation
+from ros2_sixdpose.data.sequence_annotation import SEQUENCE_FILE, SequenceAnnotation, read_sequence_annotation
 from ros2_sixdpose.evaluation.scoring import EvalConfig, EvalImage, EvalReport, Evaluator
-from ros2_sixdpose.evaluation.sequence_metrics import SequenceMetrics, build_series, summarise
+from ros2_sixdpose.evaluation.sequence_metrics import InstanceSeries, SequenceMetrics, build_series, summarise
 from ros2_sixdpose.topics import DIAGNOSTICS_TOPIC, FRAME_COUNT_KEYS, POSES_TOPIC
 
 PUBLISHED_FILE = "published.json"
@@ -340,10 +340,16 @@ def score_sequence(frames: Sequence[BagFrame], answers: Mapping[int, Answer], an
             len(a.instances) != len(f.gt or ()) for a, f in zip(annotation.frames, frames)):
         notes.append(f"no sequence metrics: {annotation_path} describes other frames than the ones sent")
         return None
+    return summarise(sequence_series(frames, answers, annotation, models, min_visib))
+
+
+def sequence_series(frames: Sequence[BagFrame], answers: Mapping[int, Answer], annotation: SequenceAnnotation,
+                    models: Mapping[int, ObjectModel], min_visib: float) -> list[InstanceSeries]:
+    """Each annotated instance's per-frame errors of the answers to `frames` (every frame of the bag, in order)."""
     gt = [[(g.obj_id, g.T_cam_obj) for g in frame.gt or ()] for frame in frames]
     estimates = [[(p.obj_id, p.T_cam_obj) for p in answers[frame.stamp_ns].poses] if frame.stamp_ns in answers
                  else [] for frame in frames]
-    return summarise(build_series(gt, estimates, annotation, models, min_visib))
+    return build_series(gt, estimates, annotation, models, min_visib)
 
 
 def _figure(value: float | None, digits: int = 3) -> str:
