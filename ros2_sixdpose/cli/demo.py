@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="deployment file (default: config/nodes_tracker.yaml)")
     parser.add_argument("--models", type=Path, default=models_dir(), help="BOP models folder")
     parser.add_argument("--seed", type=int, default=DEMO_SEED, help="seed of the synthesised sequence")
-    parser.add_argument("--frames", type=int, default=150, help="frames of the sequence (30 Hz)")
+    parser.add_argument("--frames", type=int, default=240, help="frames of the sequence (30 Hz)")
     parser.add_argument("--lockstep", action="store_true",
                         help="play each image only once the previous one was answered (default: the recorded pace)")
     parser.add_argument("--video-fps", type=float, default=None,
