@@ -276,6 +276,15 @@ def test_sequence_events_are_annotated_and_consistent_with_the_ground_truth(tmp_
     assert all(annotation.frames[f].light_change for f in range(light.start, light.end))
 
 
+def test_events_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="occluder_distance"):
+        EventsConfig(occluder_distance=(0.01, 0.2))  # inside the renders' near plane
+    with pytest.raises(ValueError, match="occlusion_frames"):
+        EventsConfig(occlusion_frames=(0, 2))
+    with pytest.raises(ValueError, match="moved_objects"):
+        EventsConfig(moved_objects=(2, 1))
+
+
 def test_a_sequence_too_short_for_events_is_the_plain_orbit(tmp_path, models_dir):
     config = _config(texture_size=64)
     quiet = dataclasses.replace(config, events=EventsConfig(stills=0, moved_objects=(0, 0), occlusions=0,

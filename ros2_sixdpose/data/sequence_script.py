@@ -74,6 +74,9 @@ class EventsConfig:
                              f"{self.light_changes}, {self.moved_objects}")
         if not 1 <= self.occlusion_frames[0] <= self.occlusion_frames[1]:
             raise ValueError(f"events.occlusion_frames must be 1 <= low <= high, got {self.occlusion_frames}")
+        lo, hi = self.occluder_distance
+        if not 0.06 <= lo <= hi:  # the scene renders clip at 0.05 m
+            raise ValueError(f"events.occluder_distance must be 0.06 <= low <= high (m), got {self.occluder_distance}")
         if not 0 <= self.carry_probability <= 1:
             raise ValueError(f"events.carry_probability must be in [0, 1], got {self.carry_probability}")
 
