@@ -75,7 +75,7 @@ class DetectorConfig:
     # Masks re-labelled near their boundary by colour (detection/mask_refinement.py), for the learned detector.
     mask_refinement: str = "grabcut"  # one of MASK_REFINEMENTS
     grabcut_band: int = 4  # px either side of the mask boundary that GrabCut may re-label
-    grabcut_iterations: int = 3
+    grabcut_iterations: int = 1  # validation: mask IoU the same as with 3 (0.904 mean), half the time
     # oracle
     dataset: str = ""  # BOP data set root whose ground truth the oracle returns
     split: str = ""  # split of that data set, e.g. "test"
