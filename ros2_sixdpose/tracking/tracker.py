@@ -102,9 +102,32 @@ class TrackedPose:
     method: str
 
 
+@dataclass(frozen=True)
+class Initialisation:
+    """An initialiser's estimates and the frame (rgb (H, W, 3) uint8, camera) they were made on."""
+
+    estimates: Sequence[PoseEstimate]
+    rgb: np.ndarray
+    camera: PinholeCamera
+
+
+@dataclass(frozen=True)
+class Explained:
+    """Selects the detections no tracked instance explains: one overlapping the projected box (x0, y0, x1, y1) px
+    of a tracked instance of its object by `min_iou` is that instance. Picklable, so it can go to another process
+    with the frame."""
+
+    boxes: tuple[tuple[int, np.ndarray], ...]  # (object id, box) per tracked instance
+    min_iou: float
+
+    def __call__(self, detections: Sequence[Detection]) -> list[Detection]:
+        return [d for d in detections
+                if not any(obj == d.object_id and box_iou(box, d.box) >= self.min_iou for obj, box in self.boxes)]
+
+
 @dataclass
 class TrackerStep:
-    """What one frame did: the poses of the tracked instances and whether the initialiser ran."""
+    """What one frame did: the poses of the tracked instances and whether an initialiser's estimates were used."""
 
     poses: list[TrackedPose]
     initialised: bool
@@ -133,18 +156,57 @@ class Tracker:
 
     def update(self, rgb: np.ndarray, camera: PinholeCamera, initialise: Initialiser) -> TrackerStep:
         """Track every instance into `rgb` (H, W, 3) uint8; run `initialise` when a track is needed."""
+        self._track_all(rgb, camera)
+        need = self.wants_initialisation()
+        started: set[int] = set()
+        if need:
+            self.initialisation_started()
+            started = self._initialise(initialise(), rgb, camera)
+        return self._finish(need, started)
+
+    def step(self, rgb: np.ndarray, camera: PinholeCamera,
+             initialised: Initialisation | None = None) -> TrackerStep:
+        """Track every instance into `rgb` (H, W, 3) uint8, then apply `initialised`, the estimates an initialiser
+        made on an earlier frame (run apart, e.g. in another process, while this one kept tracking).
+
+        Those estimates start or re-initialise tracks as `update`'s do, with the colour statistics of the frame
+        they were made on, and are then tracked into `rgb` from the estimated pose, so every output pose is of
+        this frame. The caller starts an initialiser when `wants_initialisation()` (and says so with
+        `initialisation_started()`).
+        """
+        self._track_all(rgb, camera)
+        started: set[int] = set()
+        if initialised is not None:
+            started = self._initialise(initialised.estimates, initialised.rgb, initialised.camera)
+            for track in self.tracks:
+                if track.track_id in started:
+                    self._track(track, rgb, camera)
+                    track.age = 0  # counted from this frame, like a track started on it
+            started = {t.track_id for t in self.tracks if t.track_id in started and t.state is TrackState.TRACKED}
+        return self._finish(initialised is not None, started)
+
+    def wants_initialisation(self) -> bool:
+        """True when an initialiser should run: no track, a lost one (every `reinit_period` frames) or a periodic
+        re-detection is due."""
         cfg = self.config
+        since = self.frame_index - self._last_initialised
+        return (not any(t.state is TrackState.TRACKED for t in self.tracks)
+                or (any(t.state is TrackState.LOST for t in self.tracks) and since >= cfg.reinit_period)
+                or (cfg.redetect_period > 0 and since >= cfg.redetect_period))
+
+    def initialisation_started(self) -> None:
+        """Note that an initialiser runs from this frame on (the periods count from here)."""
+        self._last_initialised = self.frame_index
+
+    def _track_all(self, rgb: np.ndarray, camera: PinholeCamera) -> None:
+        """Refine every tracked instance into the frame."""
         for track in self.tracks:
             if track.state is TrackState.TRACKED:
                 self._track(track, rgb, camera)
-        since = self.frame_index - self._last_initialised
-        need = (not any(t.state is TrackState.TRACKED for t in self.tracks)
-                or (any(t.state is TrackState.LOST for t in self.tracks) and since >= cfg.reinit_period)
-                or (cfg.redetect_period > 0 and since >= cfg.redetect_period))
-        started: set[int] = set()
-        if need:
-            self._last_initialised = self.frame_index
-            started = self._initialise(initialise(), rgb, camera)
+
+    def _finish(self, initialised: bool, started: set[int]) -> TrackerStep:
+        """Drop unconfirmed and forgotten tracks, count the frame, and say what it did."""
+        cfg = self.config
         # A track lost within confirm_frames of its start was a wrong estimate or a false detection: dropped, not
         # looked for again (each look costs an initialisation).
         self.tracks = [t for t in self.tracks if t.state is TrackState.TRACKED
@@ -153,14 +215,18 @@ class Tracker:
         poses = [TrackedPose(t.track_id, t.object_id, t.instance, t.T_cam_obj, t.score, t.state,
                              "estimate" if t.track_id in started else "track")
                  for t in self.tracks if t.state is TrackState.TRACKED]
-        return TrackerStep(poses, need, list(self.tracks))
+        return TrackerStep(poses, initialised, list(self.tracks))
+
+    def explained(self, camera: PinholeCamera) -> Explained:
+        """The tracked instances' projected boxes now, as a (picklable) selector of the detections they do not
+        explain (see `TrackerConfig.explained_iou`)."""
+        boxes = tuple((t.object_id, self._projected_box(t, camera)) for t in self.tracks
+                      if t.state is TrackState.TRACKED)
+        return Explained(boxes, self.config.explained_iou)
 
     def unexplained(self, detections: Sequence[Detection], camera: PinholeCamera) -> list[Detection]:
         """The detections no tracked instance explains (see `TrackerConfig.explained_iou`): the ones to estimate."""
-        boxes = [(t.object_id, self._projected_box(t, camera)) for t in self.tracks if t.state is TrackState.TRACKED]
-        return [d for d in detections
-                if not any(obj == d.object_id and box_iou(box, d.box) >= self.config.explained_iou
-                           for obj, box in boxes)]
+        return self.explained(camera)(detections)
 
     def _projected_box(self, track: Track, camera: PinholeCamera) -> np.ndarray:
         """(x0, y0, x1, y1) px around the track's model vertices projected at its pose."""
