@@ -313,8 +313,8 @@ def run_splat(args: argparse.Namespace) -> int:
 
 
 def _flood_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=config_file("nodes_tracker.yaml"),
-                        help="deployment file of the one node flooded (default: config/nodes_tracker.yaml)")
+    parser.add_argument("--config", type=Path, default=config_file("nodes.yaml"),
+                        help="deployment file of the one node flooded (default: config/nodes.yaml, the tracker)")
     parser.add_argument("--data", type=Path, required=True, help="BOP data set whose images are sent, e.g. a "
                                                                  "`sixdpose synth --sequence` output")
     parser.add_argument("--split", default="test")
