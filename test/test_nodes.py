@@ -626,7 +626,8 @@ def test_console_scripts_deployments_and_launch_file_use_the_one_node_table():
     scripts = {ast.literal_eval(c) for c in ast.walk(setup) if isinstance(c, ast.Constant)
                and isinstance(c.value, str) and "=" in c.value and ":" in c.value}
     assert {spec.entry_point for spec in NODES.values()} <= scripts
-    for path in ("config/nodes.yaml", "config/nodes_estimator.yaml", "config/nodes_split.yaml", "config/nodes_oracle.yaml"):
+    for path in ("config/nodes.yaml", "config/nodes_estimator.yaml", "config/nodes_split.yaml",
+                 "config/nodes_oracle.yaml"):
         arguments = launch_node_arguments(load_deployment(ROOT / path))
         assert arguments and all(a["executable"] in NODES for a in arguments)
     # The launch file (whose `launch` imports cannot load here) builds its nodes from the deployment only.

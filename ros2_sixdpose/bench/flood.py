@@ -179,6 +179,7 @@ def measure(deployment: Deployment, data: Path, split: str, scene: int, frames: 
                                  and figures.get("rss_growth_mb", float("inf")) < TARGET_RSS_GROWTH_MB
                                  and figures["stalls_over_2_periods"] == 0),
                 "load_average": [round(v, 2) for v in os.getloadavg()]}
-    latencies = [((s - record.started) / 1e9, (record.answers[s] - s) / 1e6) for s in record.sent if s in record.answers]
+    latencies = [((s - record.started) / 1e9, (record.answers[s] - s) / 1e6)
+                 for s in record.sent if s in record.answers]
     plot(figures, latencies, png)
     return figures

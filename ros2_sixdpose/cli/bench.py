@@ -339,11 +339,13 @@ def run_flood(args: argparse.Namespace) -> int:
     _write(figures, args.out)
     print(f"{figures['node']} flooded at {args.rate:.0f} Hz for {args.duration:.0f} s "
           f"({figures['distinct_frames']} distinct images); load average {figures['load_average'][0]:.1f}")
+    nan = float("nan")
     print(f"answered {figures['frames_answered']} / {figures['frames_sent']} ({figures['answer_hz']:.1f} Hz); latency "
-          f"p50 {figures.get('latency_ms_p50', float('nan')):.0f} ms, p99 {figures.get('latency_ms_p99', float('nan')):.0f} ms")
-    print(f"longest gap between answers {figures['longest_gap_ms']:.0f} ms ({figures['stalls_over_2_periods']} gaps over "
-          f"2 periods of {figures['answer_period_ms']:.0f} ms); RSS {figures.get('rss_mb_start', 0):.0f} -> "
-          f"{figures.get('rss_mb_end', 0):.0f} MB (growth {figures.get('rss_growth_mb', float('nan')):.1f} MB)")
+          f"p50 {figures.get('latency_ms_p50', nan):.0f} ms, p99 {figures.get('latency_ms_p99', nan):.0f} ms")
+    print(f"longest gap between answers {figures['longest_gap_ms']:.0f} ms, p99 {figures['gap_ms_p99']:.0f} ms "
+          f"({figures['stalls_over_2_periods']} gaps over 2 periods of {figures['answer_period_ms']:.0f} ms); RSS "
+          f"{figures.get('rss_mb_start', 0):.0f} -> {figures.get('rss_mb_end', 0):.0f} MB (growth "
+          f"{figures.get('rss_growth_mb', nan):.1f} MB)")
     counts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in figures.items() if k.startswith("frames_") and
                        k not in ("frames_sent", "frames_answered"))
     print(f"node diagnostics: {counts}; crashed: {figures['crashed'] or 'no'}")

@@ -26,11 +26,8 @@ from ros2_sixdpose.data.bop import BopSplit, read_rgb
 from ros2_sixdpose.msg import ObjectPoseArray
 from ros2_sixdpose.nodes.camera_node import RESULT_QOS
 from ros2_sixdpose.nodes.conversions import image_msg, time_msg
-from ros2_sixdpose.nodes.replay import CAMERA_QOS
+from ros2_sixdpose.nodes.replay import CAMERA_QOS, wait_until
 from ros2_sixdpose.topics import CAMERA_INFO_TOPIC, DIAGNOSTICS_TOPIC, IMAGE_TOPIC, POSES_TOPIC
-
-POLL_S = 0.05
-
 
 class FloodError(RuntimeError):
     """The node did not come up, or the flood could not run."""
@@ -110,17 +107,6 @@ def camera_frames(split: BopSplit, scene_id: int, count: int,
     return frames
 
 
-def _wait(condition: Callable[[], bool], timeout: float, check: Callable[[], None]) -> bool:
-    """Poll `condition` until true (True) or `timeout` s pass (False); `check()` may raise to give up early."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        check()
-        if condition():
-            return True
-        time.sleep(POLL_S)
-    return condition()
-
-
 def flood(
     frames: Sequence[tuple[Image, CameraInfo]], node_name: str, rate: float, duration: float,
     start_timeout: float = 180.0, drain: float = 3.0, check_node: Callable[[], None] = lambda: None,
@@ -143,7 +129,7 @@ def flood(
         spinner = threading.Thread(target=executor.spin, name="flood_executor", daemon=True)
         spinner.start()
         try:
-            if not _wait(probe.connected, start_timeout, check_node):
+            if not wait_until(probe.connected, start_timeout, check_node):
                 raise FloodError(f"node {node_name} did not come up within {start_timeout:.0f} s (diagnostics on "
                                  f"{DIAGNOSTICS_TOPIC}, subscriptions to {IMAGE_TOPIC} and {CAMERA_INFO_TOPIC})")
             period = 1e9 / rate
@@ -163,7 +149,7 @@ def flood(
             probe.record.started, probe.record.ended = probe.record.sent[0], probe.record.sent[-1]
             time.sleep(drain)
             drained = time.time_ns()
-            _wait(lambda: probe.diagnostics_after(drained), drain + 5.0, check_node)
+            wait_until(lambda: probe.diagnostics_after(drained), drain + 5.0, check_node)
             return probe.record
         finally:
             executor.shutdown()

@@ -102,8 +102,8 @@ class PoseEstimatorNode(CameraNode):
             self.frames: StampBuffer[CameraFrame] = StampBuffer(settings.frame_buffer)
             self.subscribe_camera(self.keep_frame, in_worker=False)
             # The estimation runs in a worker on the newest detections; the images are buffered in the executor.
-            self.create_subscription(DetectionArray, DETECTIONS_TOPIC, self.worker("detections", self.on_detections).put,
-                                     RESULT_QOS)
+            estimate = self.worker("detections", self.on_detections)
+            self.create_subscription(DetectionArray, DETECTIONS_TOPIC, estimate.put, RESULT_QOS)
         self.add_on_set_parameters_callback(self._check_settings)
         self.add_post_set_parameters_callback(self._apply_settings)
 
