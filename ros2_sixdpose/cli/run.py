@@ -1,7 +1,7 @@
 """`sixdpose run`: start the nodes of a deployment file (config/nodes*.yaml), as launch/sixdpose.launch.py does.
 
 Each node runs as its own process (its console script, with a parameter file written from the
-deployment), or all in this process with `--single-process` (one multi-threaded executor). Runs until
+deployment), or all in this process with `--single-process` (one executor, a worker thread per node). Runs until
 interrupted; a node that refuses to start (missing weights, a bad parameter) stops the others and its
 exit code is returned.
 """

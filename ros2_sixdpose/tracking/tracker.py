@@ -9,6 +9,10 @@ instance of the same object is that instance (ignored), one that no tracked inst
 nearest lost instance of its object (which keeps its id) or starts a new one. A symmetric object's output
 is the equivalent pose (`ObjectModel.symmetry_transforms`) closest to its previous output, so it never
 flips between poses that look the same.
+
+`update` runs the initialiser on the frame itself (it waits for it); `step` lets it run apart (the node's child
+process) and takes its estimates on a later frame, carrying the tracks they start to the present through the
+frames kept meanwhile.
 """
 from __future__ import annotations
 
