@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
          _tracking_arguments, run_tracking),
         ("splat", "ms per 96x96 render of each Gaussian object (CPU rasteriser by default)",
          _splat_arguments, run_splat),
+        ("flood", "a node flooded with images over DDS: latency p50 / p99, stalls, RSS curve, diagnostics counts",
+         _flood_arguments, run_flood),
     ):
         target = targets.add_parser(name, help=help_text)
         target.add_argument("--out", type=Path, default=Path(OUT_DIR) / "bench" / f"{name}.json",
@@ -310,4 +312,49 @@ def run_splat(args: argparse.Namespace) -> int:
               f"{r['cpu_median_ms']:>9.2f}")
     print(f"median over objects {figures['median_ms']:.2f} ms (CPU {figures['cpu_median_ms']:.2f} ms); "
           f"target <= {figures['target_ms']:.0f} ms: {_verdict(figures['meets_target'])}; written to {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------- flood
+
+
+def _flood_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=config_file("nodes.yaml"),
+                        help="deployment file of the one node flooded (default: config/nodes.yaml, the tracker)")
+    parser.add_argument("--data", type=Path, required=True, help="BOP data set whose images are sent, e.g. a "
+                                                                 "`sixdpose synth --sequence` output")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--scene", type=int, default=0)
+    parser.add_argument("--frames", type=int, default=300, help="distinct images sent round and round")
+    parser.add_argument("--rate", type=float, default=60.0, help="images per second")
+    parser.add_argument("--duration", type=float, default=60.0, help="s of flooding")
+    parser.add_argument("--param", dest="params", action="append", default=[], metavar="KEY=VALUE",
+                        help="set a ROS parameter of the node (repeatable; VALUE is YAML)")
+
+
+def run_flood(args: argparse.Namespace) -> int:
+    """Flood the deployment's node over DDS; print and write latency, stalls, RSS growth, counts; PNG beside."""
+    from ros2_sixdpose.bench import flood
+    from ros2_sixdpose.cli.common import parse_overrides
+    from ros2_sixdpose.nodes.deployment import load_deployment, with_parameters
+
+    deployment = with_parameters(load_deployment(args.config), parse_overrides(args.params))
+    png = args.out.with_suffix(".png")
+    figures = flood.measure(deployment, args.data, args.split, args.scene, args.frames, args.rate, args.duration,
+                            args.out.parent / f"{args.out.stem}_logs", png)
+    _write(figures, args.out)
+    print(f"{figures['node']} flooded at {args.rate:.0f} Hz for {args.duration:.0f} s "
+          f"({figures['distinct_frames']} distinct images); load average {figures['load_average'][0]:.1f}")
+    nan = float("nan")
+    print(f"answered {figures['frames_answered']} / {figures['frames_sent']} ({figures['answer_hz']:.1f} Hz); latency "
+          f"p50 {figures.get('latency_ms_p50', nan):.0f} ms, p99 {figures.get('latency_ms_p99', nan):.0f} ms")
+    print(f"longest gap between answers {figures['longest_gap_ms']:.0f} ms, p99 {figures['gap_ms_p99']:.0f} ms "
+          f"({figures['stalls_over_2_periods']} gaps over 2 periods of {figures['answer_period_ms']:.0f} ms); RSS "
+          f"{figures.get('rss_mb_start', 0):.0f} -> {figures.get('rss_mb_end', 0):.0f} MB (growth "
+          f"{figures.get('rss_growth_mb', nan):.1f} MB)")
+    counts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in figures.items() if k.startswith("frames_") and
+                       k not in ("frames_sent", "frames_answered"))
+    print(f"node diagnostics: {counts}; crashed: {figures['crashed'] or 'no'}")
+    print(f"targets p99 < {figures['target_p99_ms']:.0f} ms, RSS growth < {figures['target_rss_growth_mb']:.0f} MB, "
+          f"no stall: {_verdict(figures['meets_target'])}; written to {args.out} and {png}")
     return 0

@@ -2,7 +2,7 @@
 
 The sequence comes from a fixed seed that no training run uses and holds a camera stop, a moved object, a full
 occlusion and a light change (`data.sequence_script`); its bag is played at the recorded 30 Hz pace to the
-tracking deployment (config/nodes_tracker.yaml: detector, estimator and refiner when a track is needed, the
+tracking deployment (config/nodes.yaml, the default: detector, estimator and refiner when a track is needed, the
 region-based tracker on every other frame), running in its own process over DDS, so which frames are answered
 depends on the machine's speed (`--lockstep` plays each image only once the previous one was answered);
 `--oracle` gives the nodes the sequence's ground-truth masks instead of the learned detector. The output
@@ -46,8 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "tracking nodes over DDS, and write overlay frames, a contact sheet, a video and the metrics.",
     )
     parser.add_argument("--out", type=Path, default=Path(OUT_DIR) / "demo", help="output folder")
-    parser.add_argument("--config", type=Path, default=config_file("nodes_tracker.yaml"),
-                        help="deployment file (default: config/nodes_tracker.yaml)")
+    parser.add_argument("--config", type=Path, default=config_file("nodes.yaml"),
+                        help="deployment file (default: config/nodes.yaml, the tracker deployment)")
     parser.add_argument("--models", type=Path, default=models_dir(), help="BOP models folder")
     parser.add_argument("--seed", type=int, default=DEMO_SEED, help="seed of the synthesised sequence")
     parser.add_argument("--frames", type=int, default=240, help="frames of the sequence (30 Hz)")
