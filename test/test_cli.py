@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
 import pytest
 
 from ros2_sixdpose.cli import EXIT_INTERRUPTED, build_parser
