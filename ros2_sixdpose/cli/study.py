@@ -42,9 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                "and the learned detector")
     refine.add_argument("--dataset", type=Path, required=True, help="BOP data set root holding the held-out split")
     refine.add_argument("--split", default="test", help="held-out split (never used in training)")
-    refine.add_argument("--estimators", type=Path, nargs="+", default=[config_file(name) for name in DEFAULT_ESTIMATORS],
-                        help="estimator configurations, in table order")
-    refine.add_argument("--refiner-config", type=Path, default=config_file("refiner.yaml"))
+    refine.add_argument("--estimators", type=Path, nargs="*", default=[config_file(name) for name in DEFAULT_ESTIMATORS],
+                        help="estimator configurations, in table order (none: only the --init cases)")
+    refine.add_argument("--refiner-config", type=Path, nargs="+", default=[config_file("refiner.yaml")],
+                        help="refiner configurations; every case runs with each")
+    refine.add_argument("--init", nargs="*", default=[], metavar="perturbed[:ROT_DEG[,TRANS_CM]]",
+                        help="extra cases, first in the table: ground-truth masks and disturbed ground-truth poses "
+                        "(as `sixdpose eval --init`), e.g. perturbed:15 perturbed:30 perturbed:45")
     refine.add_argument("--detector-config", type=Path, default=config_file("detector.yaml"),
                         help="the learned detector's configuration")
     refine.add_argument("--detectors", nargs="+", choices=("oracle", "learned"), default=["oracle", "learned"])
@@ -126,6 +130,15 @@ def estimator_name(config_path: Path) -> str:
     return config.type
 
 
+def refiner_name(config_path: Path) -> str:
+    """A table name for a refiner configuration: 'render-compare (mesh)', 'RNNPose'."""
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.refinement.factory import RefinerConfig
+
+    config = load_config(RefinerConfig, config_path)
+    return "RNNPose" if config.type == "rnnpose" else f"{config.type.replace('_', '-')} ({config.views})"
+
+
 def run_refine(args: argparse.Namespace) -> int:
     """Run the refinement study and print its table; exit code 1 on bad input."""
     import torch
@@ -135,6 +148,7 @@ def run_refine(args: argparse.Namespace) -> int:
     from ros2_sixdpose.data.bop import BopSplit
     from ros2_sixdpose.detection.base import DetectorConfig
     from ros2_sixdpose.estimation.factory import EstimatorConfig
+    from ros2_sixdpose.evaluation.perturbed_init import Perturbation
     from ros2_sixdpose.evaluation.refine_study import Case, run_study
     from ros2_sixdpose.paths import package_root
     from ros2_sixdpose.refinement.factory import RefinerConfig
@@ -144,15 +158,18 @@ def run_refine(args: argparse.Namespace) -> int:
     try:
         models = load_models(split.models_dir)
         detectors = {"oracle": DetectorConfig(type="oracle"), "learned": load_config(DetectorConfig, args.detector_config)}
-        cases = [Case(estimator_name(path), load_config(EstimatorConfig, path), DETECTOR_NAMES[d], detectors[d])
-                 for d in args.detectors for path in args.estimators]
-        rows = run_study(cases, load_config(RefinerConfig, args.refiner_config), split, models, args.min_visib,
-                         args.max_images, package_root(), args.out, invoked_command())
+        inits = [Perturbation.parse(text) for text in args.init]
+        cases = [Case(p.label, EstimatorConfig(), DETECTOR_NAMES["oracle"], detectors["oracle"], p) for p in inits]
+        cases += [Case(estimator_name(path), load_config(EstimatorConfig, path), DETECTOR_NAMES[d], detectors[d])
+                  for d in args.detectors for path in args.estimators]
+        refiners = {refiner_name(path): load_config(RefinerConfig, path) for path in args.refiner_config}
+        rows = run_study(cases, refiners, split, models, args.min_visib, args.max_images, package_root(), args.out,
+                         invoked_command())
     except (OSError, ValueError) as exc:
         logger.error("%s", exc)
         return 1
     for r in rows:
-        print(f"{r.estimator:<24}{r.detector:<20}{'refined' if r.refined else '':<9} ADD(-S) {r.add_s:.3f}  "
+        print(f"{r.estimator:<24}{r.detector:<20}{r.refiner:<16} ADD(-S) {r.add_s:.3f}  "
               f"AR_MSSD {r.ar_mssd:.3f}  AR_MSPD {r.ar_mspd:.3f}  {r.ms_per_object:.0f} ms/object")
     print(f"wrote {args.out}, {args.out.with_suffix('.json')}, {args.out.with_suffix('.png')}")
     return 0
