@@ -32,6 +32,7 @@ from ros2_sixdpose.estimation.base import PoseEstimate
 from ros2_sixdpose.estimation.factory import EstimatorConfig
 from ros2_sixdpose.evaluation.scoring import EvalConfig, evaluate_split
 from ros2_sixdpose.evaluation.perturbed_init import Perturbation, PerturbedTruth
+from ros2_sixdpose.evaluation.rnnpose_maps import occluded_maps_figure
 from ros2_sixdpose.evaluation.split_run import split_frames
 from ros2_sixdpose.pipeline import Pipeline
 from ros2_sixdpose.refinement.factory import RefinerConfig, make_refiner
@@ -210,6 +211,11 @@ def run_study(
     out_md.parent.mkdir(parents=True, exist_ok=True)
     out_md.with_suffix(".json").write_text(json.dumps(content, indent=1) + "\n")
     _figure(fpr, tpr, auc, rows, out_md.with_suffix(".png"))
+    for name, refiner in refiners.items():
+        if refiner.type == "rnnpose":  # what its correspondence weights make of occlusion
+            maps = out_md.with_name(out_md.stem + "_rnnpose_maps.png")
+            occluded_maps_figure(make_refiner(refiner, root), split, models, maps)
+            content["rnnpose_maps"] = maps.name
     out_md.write_text(markdown_report(rows, content, out_md))
     return rows
 
@@ -279,6 +285,9 @@ def markdown_report(rows: Sequence[Row], content: Mapping[str, Any], out_md: Pat
         f"![study]({out_md.with_suffix('.png').name})",
         "",
     ]
+    if "rnnpose_maps" in content:
+        lines += ["RNNPose's flow and correspondence weights on occluded instances (visib_fract 0.5-0.7):", "",
+                  f"![RNNPose maps]({content['rnnpose_maps']})", ""]
     return "\n".join(lines)
 
 

@@ -23,22 +23,21 @@ def _image(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().permute(1, 2, 0).numpy().clip(0, 1)
 
 
-def flow_weight_figure(observed: torch.Tensor, result: LoopResult, path: Path, title: str,
-                       labels: list[str] | None = None) -> None:
-    """Write a PNG: observed crop, first reference, flow of the first render's last update, final weights, final overlay."""
+def flow_weight_figure(rows: list[tuple[LoopResult, int, str]], path: Path, title: str) -> None:
+    """Write a PNG, one row per (refinement, batch index, label): observed crop, first reference, flow of the first
+    render's last update, the last update's weights, the last reference's outline over the crop."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    first = max(i for i, s in enumerate(result.steps) if s.render == 0)
-    last = result.steps[-1]
-    ref0, ref_last = result.references[0], result.references[-1]
-    rows = observed.shape[0]
-    fig, axes = plt.subplots(rows, 5, figsize=(11, 2.3 * rows), squeeze=False)
+    fig, axes = plt.subplots(len(rows), 5, figsize=(11, 2.3 * len(rows)), squeeze=False)
     heads = ("observed crop", "reference at start", "flow, 1st render", "weights, last update", "last reference over crop")
-    for b in range(rows):
-        obs = _image(observed[b])
+    for row, (result, b, label) in enumerate(rows):
+        first = max(i for i, s in enumerate(result.steps) if s.render == 0)
+        last = result.steps[-1]
+        ref0, ref_last = result.references[0], result.references[-1]
+        obs = _image(result.observed[b])
         mask0 = ref0.mask_lm[b].cpu().numpy()
         weight = last.weight[b].detach().cpu().numpy()
         overlay = obs.copy()
@@ -46,13 +45,12 @@ def flow_weight_figure(observed: torch.Tensor, result: LoopResult, path: Path, t
         overlay[edge] = (0.0, 1.0, 0.0)
         panels = (obs, _image(ref0.rgb[b]), flow_to_rgb(result.steps[first].flow[b].detach().cpu().numpy(), mask0),
                   weight, overlay)
-        for k, (ax, panel) in enumerate(zip(axes[b], panels)):
+        for k, (ax, panel) in enumerate(zip(axes[row], panels)):
             ax.imshow(panel, cmap="viridis" if k == 3 else None, vmin=0, vmax=1)
             ax.set_xticks([]), ax.set_yticks([])
-            if b == 0:
+            if row == 0:
                 ax.set_title(heads[k], fontsize=8)
-        label = labels[b] if labels else f"score {float(result.score[b]):.2f}"
-        axes[b, 0].set_ylabel(label, fontsize=8)
+        axes[row, 0].set_ylabel(label, fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

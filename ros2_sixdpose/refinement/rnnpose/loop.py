@@ -57,8 +57,10 @@ class Step:
 
 @dataclass
 class LoopResult:
-    """Every step and render of one refinement, the observed crop's 2D descriptors (B, D, S/4, S/4) and the score (B,)."""
+    """Every step and render of one refinement, the observed crops (B, 3, S, S) and their 2D descriptors
+    (B, D, S/4, S/4), and the score (B,)."""
 
+    observed: torch.Tensor
     steps: list[Step]
     references: list[ReferenceTensors]
     observed_descriptors: torch.Tensor
@@ -71,7 +73,7 @@ class LoopResult:
         return self.steps[-1].T
 
 
-def _reference_tensors(references: Sequence[Reference], models_nocs: Callable[[int, np.ndarray], np.ndarray],
+def reference_tensors(references: Sequence[Reference], models_nocs: Callable[[int, np.ndarray], np.ndarray],
                        obj_ids: Sequence[int], net: RNNPoseNet, device: torch.device) -> ReferenceTensors:
     """Stack a batch's references as tensors and compute the 3D descriptors of the LM grid's points."""
     rgb = torch.from_numpy(np.stack([r.rgb for r in references])).to(device).permute(0, 3, 1, 2).float() / 255.0
@@ -121,7 +123,7 @@ def refine_loop(net: RNNPoseNet, render: RenderFn, models_nocs: Callable[[int, n
     weight_sums = []
     for r in range(renders):
         T = T.detach()
-        ref = _reference_tensors(render(T.cpu().double().numpy()), models_nocs, obj_ids, net, device)
+        ref = reference_tensors(render(T.cpu().double().numpy()), models_nocs, obj_ids, net, device)
         references.append(ref)
         f_ref, hidden, context = net.encode_reference(ref.rgb, ref.mask)
         pyramid = correlation_pyramid(f_ref, f_obs, config.corr_levels)
@@ -138,10 +140,14 @@ def refine_loop(net: RNNPoseNet, render: RenderFn, models_nocs: Callable[[int, n
             cosine = (ref.descriptors * d2).sum(1)
             confidence = F.interpolate(confidence, scale_factor=4, mode="bilinear", align_corners=False)
             confidence = confidence[:, 0, ::LM_STRIDE, ::LM_STRIDE]
-            weight = torch.sigmoid(confidence) * net.similarity_weight(cosine) * ref.mask_lm
+            weight = net.confidence_weight(confidence) * net.similarity_weight(cosine) * ref.mask_lm
             w = weight.reshape(B, -1)
             weight_sums.append(w.detach().sum(1))
-            T = lm_step(T, X, target.detach().reshape(B, -1, 2), w, K, damping)
+            # The solver sees weights relative to their mean on the object: scaling every weight down together would
+            # otherwise let the damping freeze the pose, a "do nothing" optimum training fell into (weights -> 1e-20).
+            # Their absolute size still says whether there is evidence (min_weight_sum) and makes the score.
+            mean = w.sum(1, keepdim=True) / ref.mask_lm.reshape(B, -1).sum(1, keepdim=True).clamp(min=1)
+            T = lm_step(T, X, target.detach().reshape(B, -1, 2), w / mean.clamp(min=1e-12), K, damping)
             steps.append(Step(r, flow, weight, T))
             uv, _ = project(T.detach(), X.to(T.dtype), K.to(T.dtype))
             induced = (uv.float().reshape(B, n, n, 2) - pixels[None]).permute(0, 3, 1, 2)
@@ -154,4 +160,4 @@ def refine_loop(net: RNNPoseNet, render: RenderFn, models_nocs: Callable[[int, n
     consistency = (w * (residual < CONSISTENT_PX)).sum((1, 2)) / w.sum((1, 2)).clamp(min=1e-9)
     mean_weight = w.sum((1, 2)) / mask.sum((1, 2)).clamp(min=1.0)
     score = (mean_weight * consistency).clamp(0.0, 1.0)
-    return LoopResult(steps, references, d_obs, score, torch.stack(weight_sums, 1).amin(1))
+    return LoopResult(observed, steps, references, d_obs, score, torch.stack(weight_sums, 1).amin(1))

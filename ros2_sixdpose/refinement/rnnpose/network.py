@@ -157,7 +157,7 @@ class RNNPoseNet(nn.Module):
         self.context_head = nn.Conv2d(64 + 1, c.hidden_dim + c.context_dim, 3, padding=1)
         self.update = UpdateBlock(c)
         self.points = PointDescriptors(c)
-        # Weight = sigmoid(confidence) * sigmoid(sharpness * (cosine similarity - offset)).
+        # Weight = confidence_weight(GRU logit) * sigmoid(sharpness * (cosine similarity - offset)).
         self.similarity_sharpness = nn.Parameter(torch.tensor(5.0))
         self.similarity_offset = nn.Parameter(torch.tensor(0.3))
 
@@ -173,6 +173,11 @@ class RNNPoseNet(nn.Module):
         hidden, context = self.context_head(torch.cat([trunk, small_mask], 1)).split(
             [self.config.hidden_dim, self.config.context_dim], 1)
         return self.feature_head(trunk), torch.tanh(hidden), F.relu(context)
+
+    def confidence_weight(self, logit: torch.Tensor) -> torch.Tensor:
+        """The GRU's confidence in [0.0025, 0.9975]: its logit is bounded (6 tanh(x / 6)) because unbounded logits ran
+        to -60 early in training, where the sigmoid's gradient vanishes and the weights never came back."""
+        return torch.sigmoid(6.0 * torch.tanh(logit / 6.0))
 
     def similarity_weight(self, cosine: torch.Tensor) -> torch.Tensor:
         """Descriptor agreement in [0, 1] from cosine similarity (any shape)."""

@@ -51,7 +51,8 @@ class RNNPoseTrainConfig:
     # Flow dominant: with 0.1 / 10 / 0.2 the alignment loss drowned the flow loss and the flow did not learn (one
     # batch overfit for 35 steps: flow L1 9.7 -> 7.1 px against 9.7 -> 3.1 with these).
     flow_weight: float = 1.0  # x mean L1 flow error, crop px
-    pose_weight: float = 3.0  # x mean model-point distance / diameter
+    pose_weight: float = 3.0  # x mean model-point distance / diameter ...
+    pose_warmup_steps: int = 400  # ... ramped up from 0 over these steps: poses solved from untrained flow teach nothing
     descriptor_weight: float = 0.5  # x InfoNCE
     descriptor_temperature: float = 0.1
     rot_sigma_deg: float = 15.0  # per axis (the paper's training disturbance) ...
@@ -272,7 +273,8 @@ class RNNPoseTask:
         c = self.config
         result = self.run(batch, c.renders, c.updates)
         parts = self.losses(batch, result)
-        loss = c.flow_weight * parts["flow"] + c.pose_weight * parts["pose"] + c.descriptor_weight * parts["descriptor"]
+        pose_weight = c.pose_weight * min(1.0, step / max(c.pose_warmup_steps, 1))
+        loss = c.flow_weight * parts["flow"] + pose_weight * parts["pose"] + c.descriptor_weight * parts["descriptor"]
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
@@ -320,4 +322,5 @@ class RNNPoseTask:
         self.net.eval()
         with torch.no_grad():
             result = self.run(sub, self.refiner.renders, self.refiner.updates)
-        flow_weight_figure(sub.observed, result, path, "RNNPose: validation instances")
+        rows = [(result, b, f"score {float(result.score[b]):.2f}") for b in range(len(sub.obj_ids))]
+        flow_weight_figure(rows, path, "RNNPose: validation instances")
