@@ -190,3 +190,25 @@ def test_tracker_runs_rnnpose_as_its_per_frame_refiner(split):
     model = tracker.refiner.models[start.object_id]
     assert out.visible == pytest.approx(1.0) and 0.0 <= out.score <= 1.0
     assert _add_ratio(model, out.T_cam_obj, T_gt) < _add_ratio(model, start.T_cam_obj, T_gt)
+
+
+def test_perturbed_init_parses_degrees_and_the_scaled_shift_pattern():
+    assert Perturbation.parse("perturbed") == Perturbation(15.0, 1.0)
+    p = Perturbation.parse("perturbed:30,2")
+    assert (p.rot_deg, p.trans_scale) == (30.0, 2.0) and p.label == "ground truth + 30 deg, 2 / 2 / 10 cm"
+    for bad in ("noisy:15", "perturbed:x", "perturbed:1,2,3", "perturbed:-5"):
+        with pytest.raises(ValueError):
+            Perturbation.parse(bad)
+
+
+def test_perturb_pose_stays_within_the_drawn_bounds():
+    rng = np.random.default_rng(0)
+    T = np.eye(4)
+    T[:3, 3] = [0.0, 0.0, 0.6]
+    center = np.array([0.01, 0.0, 0.02])
+    for _ in range(50):
+        out = perturb_pose(T, center, rng, 15.0)
+        # The centre moves by the shift alone (the turn is about it): within 1 / 1 / 5 cm per axis.
+        moved = out[:3, :3] @ center + out[:3, 3] - (center + T[:3, 3])
+        assert np.all(np.abs(moved) <= np.array(TRANSLATION_PATTERN_M) + 1e-12)
+        assert np.degrees(Rotation.from_matrix(out[:3, :3]).magnitude()) <= np.sqrt(3) * 15.0 + 1e-9

@@ -283,10 +283,10 @@ def _add_rnnpose_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refiner-config", type=Path, default=config_file("refiner_rnnpose.yaml"),
                         help="the refiner's settings (crop size, iterations); its `rnnpose` key is read")
     parser.add_argument("--models", type=Path, default=None, help="models folder (default DATA/models)")
-    parser.add_argument("--steps", type=int, default=2400)
+    parser.add_argument("--steps", type=int, default=2700)
     parser.add_argument("--until", type=int, default=None, help="stop at this step (resumable)")
     parser.add_argument("--lr", type=float, default=8e-4)
-    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--eval-every", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, disturbances and augmentation")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--device", default="cpu", help="torch device of the network (cpu, cuda); references are "

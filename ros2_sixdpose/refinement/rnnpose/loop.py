@@ -3,12 +3,15 @@
 Per render (the object drawn at the current pose in the fixed crop): encode the reference, build the correlation
 pyramid against the observed crop, compute the 3D descriptors of the rendered model points; then per update: look up
 costs around the current correspondences, let the ConvGRU update the flow and confidence, weight every reference
-pixel's correspondence (confidence x 3D / 2D descriptor agreement), take a weighted LM step on the pose, and restart
-the flow from the flow that pose induces (a rigid motion), as RNNPose couples flow and pose. The pose passed to the
-next render is detached: the renderer has no gradient. The LM step's gradient reaches the weights (confidence and
-descriptors learn from the 3D alignment loss through it) but not the flow targets, which the flow loss alone trains:
-with both, the alignment loss pulled the flow away from the true matches early in training (one batch overfit for 35
-steps: flow L1 9.7 -> 7.1 px with the gradient, 9.7 -> 3.1 px without).
+pixel's correspondence (confidence x 3D / 2D descriptor agreement) and take a weighted LM step on the pose. The next
+render is drawn at the last LM pose, which is detached there: the renderer has no gradient. Unlike RNNPose, the flow
+is not restarted from the rigid flow each LM pose induces: while the flow was still poor, every bad LM step threw
+the next update's flow off too and the flow loss hardly fell (32 -> 29 px in 300 steps); within a render the flow is
+refined as in RAFT and the poses follow it. The final pose-induced flow still makes the score's consistency term.
+The LM step's gradient reaches the weights (confidence and descriptors learn from the 3D alignment loss through it)
+but not the flow targets, which the flow loss alone trains: with both, the alignment loss pulled the flow away from
+the true matches early in training (one batch overfit for 35 steps: flow L1 9.7 -> 7.1 px with the gradient, 9.7 ->
+3.1 px without).
 """
 from __future__ import annotations
 
@@ -94,15 +97,6 @@ def pixel_grid(size: int, device: torch.device, stride: int = 1) -> torch.Tensor
     return torch.stack([u, v], -1)
 
 
-def _to_cells(flow: torch.Tensor, mask: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
-    """LM-grid flow (B, 2, n, n) px -> 1/4-resolution flow in cells, averaged over the mask; `fallback` where empty."""
-    m = mask[:, None].float()
-    k = 4 // LM_STRIDE
-    count = F.avg_pool2d(m, k)
-    mean = F.avg_pool2d(flow * m, k) / count.clamp(min=1e-6) / 4.0
-    return torch.where(count > 0, mean, fallback)
-
-
 def refine_loop(net: RNNPoseNet, render: RenderFn, models_nocs: Callable[[int, np.ndarray], np.ndarray],
                 observed: torch.Tensor, K: torch.Tensor, T0: torch.Tensor, obj_ids: Sequence[int],
                 renders: int, updates: int, damping: float) -> LoopResult:
@@ -149,11 +143,11 @@ def refine_loop(net: RNNPoseNet, render: RenderFn, models_nocs: Callable[[int, n
             mean = w.sum(1, keepdim=True) / ref.mask_lm.reshape(B, -1).sum(1, keepdim=True).clamp(min=1)
             T = lm_step(T, X, target.detach().reshape(B, -1, 2), w / mean.clamp(min=1e-12), K, damping)
             steps.append(Step(r, flow, weight, T))
-            uv, _ = project(T.detach(), X.to(T.dtype), K.to(T.dtype))
-            induced = (uv.float().reshape(B, n, n, 2) - pixels[None]).permute(0, 3, 1, 2)
-            flow_cells = _to_cells(induced, ref.mask_lm, flow_cells.detach())
+            flow_cells = flow_cells.detach()
     # Score: mean weight on the reference's pixels x the weighted share whose network flow agrees with the final pose.
     last = steps[-1]
+    uv, _ = project(T.detach(), X.to(T.dtype), K.to(T.dtype))
+    induced = (uv.float().reshape(B, n, n, 2) - pixels[None]).permute(0, 3, 1, 2)
     mask = references[-1].mask_lm.float()
     w = last.weight.detach()
     residual = (induced - last.flow.detach()).norm(dim=1)
