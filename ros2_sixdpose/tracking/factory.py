@@ -12,7 +12,6 @@ from ros2_sixdpose.detection.factory import make_detector
 from ros2_sixdpose.paths import MODELS_DIR, resolve
 from ros2_sixdpose.refinement.factory import RefinerConfig, make_refiner
 from ros2_sixdpose.refinement.render_compare import RenderCompareConfig
-from ros2_sixdpose.refinement.rnnpose.refiner import RNNPoseConfig
 from ros2_sixdpose.tracking.base import FrameRefiner
 from ros2_sixdpose.tracking.region_tracker import RegionTracker
 from ros2_sixdpose.tracking.render_compare_tracker import RenderCompareTracker
@@ -29,11 +28,6 @@ def _tracking_refiner() -> RefinerConfig:
         keep_hypotheses=1, coarse_iterations=4, fine_iterations=3, flips=False))
 
 
-def _tracking_rnnpose() -> RefinerConfig:
-    """RNNPose as a tracking step: two renders instead of three (frame-to-frame motion is small)."""
-    return RefinerConfig(type="rnnpose", rnnpose=RNNPoseConfig(renders=2))
-
-
 @dataclass
 class TrackingConfig:
     """Which per-frame refiner carries the tracks (`refiner`), its settings, and the state machine's."""
@@ -48,7 +42,8 @@ class TrackingConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     render_compare: RefinerConfig = field(default_factory=_tracking_refiner)
     detector_config: str = "config/detector.yaml"  # render_compare only: the per-frame detector
-    rnnpose: RefinerConfig = field(default_factory=_tracking_rnnpose)  # refiner rnnpose: its settings (type rnnpose)
+    # refiner rnnpose: its settings (config/refiner_rnnpose.yaml's)
+    rnnpose: RefinerConfig = field(default_factory=lambda: RefinerConfig(type="rnnpose"))
 
     def __post_init__(self) -> None:
         if self.refiner not in FRAME_REFINERS:
