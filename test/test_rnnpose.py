@@ -4,6 +4,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
+from ros2_sixdpose.config import load_config
 from ros2_sixdpose.core.camera import PinholeCamera
 from ros2_sixdpose.core.metrics import add_s
 from ros2_sixdpose.core.objects import load_models
@@ -111,9 +112,12 @@ def refiner(one_torch_thread):
         yield RNNPoseRefiner(load_network(weights_file("rnnpose.pt")), renderer, models, RNNPoseConfig())
 
 
-def test_factory_builds_rnnpose_from_its_config():
+def test_shipped_configs_equal_the_code_defaults():
     config = RefinerConfig(type="rnnpose")
+    assert load_config(RefinerConfig, package_root() / "config" / "refiner_rnnpose.yaml") == config
     assert config.rnnpose.weights == "weights/rnnpose.pt" and config.rnnpose.crop_size == 64
+    tracking = load_config(TrackingConfig, package_root() / "config" / "tracker_rnnpose.yaml")
+    assert tracking == TrackingConfig(refiner="rnnpose")
     with pytest.raises(ValueError, match="multiple of 8"):
         RNNPoseConfig(crop_size=60)
 
