@@ -4,8 +4,9 @@
         image:=/camera/camera/color/image_raw camera_info:=/camera/camera/color/camera_info
 
 Arguments:
-    deployment   deployment file (default: the installed config/nodes.yaml; config/nodes_split.yaml runs a
-                 separate detector_node)
+    deployment   deployment file (default: the installed config/nodes.yaml: detector -> estimator -> tracker in
+                 one tracker_node; config/nodes_estimator.yaml: no tracking; config/nodes_split.yaml: a separate
+                 detector_node)
     image, camera_info   camera topics (default: the deployment file's)
     composed     true: every node in one process (`sixdpose run --single-process`); rclpy nodes cannot be
                  loaded into a C++ component container

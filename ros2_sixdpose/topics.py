@@ -28,7 +28,9 @@ TF_FRAME_PREFIX = "sixdpose"
 
 # A node's frame counters in its DiagnosticStatus: counter name -> key.
 FRAME_COUNT_KEYS = {"received": "frames received", "answered": "frames answered", "rejected": "frames rejected"}
-DROPPED_KEY = "frames dropped"  # images newer ones replaced before the node took them (busy node, bursts)
+DROPPED_KEY = "frames dropped"  # images newer ones replaced in the middleware before the node took them (gaps)
+SKIPPED_KEY = "frames skipped"  # images the node took but replaced by newer ones before processing (busy node)
+ARRIVED_KEY = "frames arrived"  # received + skipped + dropped: every image that reached the node
 
 
 def object_pose_topic(object_name: str) -> str:

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from ros2_sixdpose.cli import EXIT_INTERRUPTED, build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,10 +82,15 @@ def test_a_user_error_is_one_line_from_any_folder_and_debug_shows_the_traceback(
 def test_ctrl_c_ends_a_command_with_one_line(tmp_path):
     argv = ["synth", "--out", str(tmp_path), "--split", "test", "--scenes", "50", "--images-per-scene", "5",
             "--seed", "1", "--no-progress"]
+    # PYTHONFAULTHANDLER: if the command hangs after Ctrl-C, SIGABRT makes it print where each thread is.
     process = subprocess.Popen([sys.executable, "-c", SIXDPOSE, *argv], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=ENV, cwd=tmp_path)
+                               stderr=subprocess.PIPE, text=True, env={**ENV, "PYTHONFAULTHANDLER": "1"}, cwd=tmp_path)
     time.sleep(4.0)  # inside the command: imports done or under way, scenes being made
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    try:
+        _, stderr = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        pytest.fail(f"no exit within 60 s of Ctrl-C; where it hung:\n{process.communicate(timeout=30)[1]}")
     assert process.returncode == EXIT_INTERRUPTED, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr, stderr

@@ -291,3 +291,46 @@ def test_eval_command_writes_metrics_json(scene, tmp_path):
     assert report["n_images"] == 6 and report["ms_per_frame"]["median"] > 0
     assert {summary["name"] for summary in report["per_object"].values()} <= {
         "duck", "bunny", "teddy", "mug", "lego", "jenga", "domino", "torus"}
+
+
+def _disc_image(rng):
+    """A 120x160 image of a red, lightly textured disc (radius 30 px) on grey clutter, and the disc's mask."""
+    rows, cols = np.mgrid[:120, :160]
+    disc = (rows - 60) ** 2 + (cols - 80) ** 2 <= 30 ** 2
+    rgb = rng.integers(70, 160, (120, 160, 3)).astype(np.uint8)
+    rgb[disc] = np.clip(np.array([200, 40, 40]) + rng.integers(-20, 20, (disc.sum(), 3)), 0, 255).astype(np.uint8)
+    return rgb, disc
+
+
+def test_grabcut_moves_a_coarse_boundary_onto_the_object():
+    from ros2_sixdpose.detection.mask_refinement import grabcut_mask
+
+    rng = np.random.default_rng(0)
+    rgb, disc = _disc_image(rng)
+    # The detector's kind of error: the mask off by a few pixels (here shifted 3 px right and down, blocky).
+    coarse = np.roll(disc, (3, 3), axis=(0, 1))
+    coarse = np.kron(coarse[::4, ::4], np.ones((4, 4), bool))[:120, :160]
+
+    def iou(mask):
+        return (mask & disc).sum() / (mask | disc).sum()
+
+    refined = grabcut_mask(rgb, coarse, np.zeros_like(disc), band=4, iterations=3)
+    # Measured 0.76 -> 0.955.
+    assert iou(coarse) < 0.8 and iou(refined) > 0.93
+    # Pixels another detection claims stay background, and a tiny mask is left as it is.
+    others = np.zeros_like(disc)
+    others[:, 100:] = True
+    assert not (grabcut_mask(rgb, coarse, others, band=4, iterations=3) & others & ~coarse).any()
+    tiny = np.zeros_like(disc)
+    tiny[60:63, 80:83] = True
+    assert grabcut_mask(rgb, tiny, np.zeros_like(disc), band=4, iterations=3) is tiny
+
+
+def test_grabcut_sharpens_the_learned_detectors_masks_on_a_fresh_scene(scene):
+    plain = evaluate(make_detector(_config(mask_refinement="none")), iter_frames(scene), min_visib=0.3,
+                     iou_threshold=0.5)
+    sharp = evaluate(make_detector(_config()), iter_frames(scene), min_visib=0.3, iou_threshold=0.5)
+    print("mean mask IoU", plain.overall["mean_mask_iou"], "->", sharp.overall["mean_mask_iou"])
+    # Measured 0.93 -> 0.95 on this scene (held-out validation median 0.91 -> 0.96).
+    assert sharp.overall["mean_mask_iou"] >= plain.overall["mean_mask_iou"] + 0.01
+    assert sharp.overall["recall"] >= plain.overall["recall"]

@@ -416,22 +416,23 @@ def test_stamps_going_backwards_are_reported_once_and_still_answered(scene, prob
 
 @pytest.mark.ros
 def test_frames_dropped_in_a_burst_are_counted_in_diagnostics(scene, probe, estimator_node):
-    """A burst 1 ms apart: the busy node takes some frames, the others are counted as dropped, none vanish."""
+    """A burst 1 ms apart: the busy node takes some frames, the others are counted as skipped (replaced in its
+    worker) or dropped (replaced in the middleware), none vanish."""
     image, info, _ = _frame(scene, 1)
     probe.send_until_answered(image, info)
 
-    def counts() -> tuple[int, int]:
+    def counts() -> tuple[int, int, int, int]:
         values = {v.key: v.value for v in probe.diagnostics[-1].status[0].values}
-        return int(values["frames received"]), int(values["frames dropped"])
+        return tuple(int(values[f"frames {key}"]) for key in ("received", "skipped", "dropped", "arrived"))
 
     probe.spin(1.0)  # the latest diagnostics cover every frame sent so far
-    before = sum(counts())
+    before = counts()[3]
     for _ in range(BURST_FRAMES):
         probe.send(image, info)
         time.sleep(0.001)
-    assert probe.spin(ANSWER_TIMEOUT_S, lambda: sum(counts()) - before >= BURST_FRAMES)
-    received, dropped = counts()
-    assert dropped > 0 and received + dropped - before == BURST_FRAMES
+    assert probe.spin(ANSWER_TIMEOUT_S, lambda: counts()[3] - before >= BURST_FRAMES)
+    received, skipped, dropped, arrived = counts()
+    assert skipped + dropped > 0 and arrived == received + skipped + dropped and arrived - before == BURST_FRAMES
 
 
 @pytest.mark.ros
@@ -626,7 +627,8 @@ def test_console_scripts_deployments_and_launch_file_use_the_one_node_table():
     scripts = {ast.literal_eval(c) for c in ast.walk(setup) if isinstance(c, ast.Constant)
                and isinstance(c.value, str) and "=" in c.value and ":" in c.value}
     assert {spec.entry_point for spec in NODES.values()} <= scripts
-    for path in ("config/nodes.yaml", "config/nodes_split.yaml", "config/nodes_tracker.yaml"):
+    for path in ("config/nodes.yaml", "config/nodes_estimator.yaml", "config/nodes_split.yaml",
+                 "config/nodes_oracle.yaml"):
         arguments = launch_node_arguments(load_deployment(ROOT / path))
         assert arguments and all(a["executable"] in NODES for a in arguments)
     # The launch file (whose `launch` imports cannot load here) builds its nodes from the deployment only.

@@ -151,3 +151,48 @@ def test_refiner_without_a_start_returns_the_estimate_unchanged(renderer, models
 def test_score_shares_that_leave_the_iou_a_negative_weight_are_refused():
     with pytest.raises(ValueError, match="summing to at most 1"):
         CompareConfig(score_shading_share=0.8, score_detail_share=0.3)
+
+
+def _occluded(rgb, mask, rng, share):
+    """rgb and mask with a grey board hiding about `share` of the object from one side (no detector knows it)."""
+    rows, cols = np.nonzero(mask)
+    hidden = mask.copy()
+    if rng.random() < 0.5:
+        cut = np.quantile(cols, 1.0 - share)
+        hidden[:, : int(cut)] = False
+    else:
+        cut = np.quantile(rows, 1.0 - share)
+        hidden[: int(cut)] = False
+    board = np.zeros_like(mask)
+    top, left = rows.min(), cols.min()
+    board[top:, left:] = hidden[top:, left:].any(axis=0)[None] & hidden[top:, left:].any(axis=1)[:, None]
+    out = rgb.copy()
+    out[board] = (90, 95, 100)
+    return out, mask & ~board
+
+
+def _depth_push(renderer, models, outside_weight):
+    """Mean depth error (m, + = away from the camera) after refining 8 objects 25 % hidden behind a board."""
+    rng = np.random.default_rng(8)
+    config = RenderCompareConfig(compare=CompareConfig(outside_weight=outside_weight))
+    refiner = RenderCompareRefiner(MeshViews(renderer), models, config)
+    camera = PinholeCamera(K, 640, 480)
+    errors = []
+    for obj_id in (5, 6, 7, 2, 5, 6, 7, 2):  # lego, jenga, domino, bunny: the objects that were pushed away
+        T = _random_pose(rng, 0.45)
+        rgb, mask = _occluded(*_scene(renderer, obj_id, T, rng), rng, 0.25)
+        detection = Detection(obj_id, mask_box(mask), mask, 1.0)
+        start = PoseEstimate(obj_id, _perturbed(T, rng, 5.0, 0.01), 0.5, "test")
+        (refined,) = refiner.refine(rgb, camera, [detection], [start])
+        errors.append(refined.T_cam_obj[2, 3] - T[2, 3])
+    return float(np.mean(errors))
+
+
+def test_partly_occluded_objects_are_pushed_away_less_with_outside_pixels_down_weighted(renderer, models):
+    # A silhouette alone cannot tell an occluded part from a missing one: at full weight the render shrinks
+    # into the visible part. Measured (seed 8): mean push 6.8 cm at weight 1, 3.3 cm at 0.25 (shipped), 1.4 cm
+    # at 0.05 (which costs rotation precision on the validation split: median 3.8 vs 2.9 deg).
+    shipped = _depth_push(renderer, models, CompareConfig().outside_weight)
+    full = _depth_push(renderer, models, 1.0)
+    print(f"mean depth push: {shipped:.3f} m shipped, {full:.3f} m at full weight")
+    assert shipped < 0.045 and shipped < 0.7 * full

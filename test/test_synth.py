@@ -21,6 +21,8 @@ from ros2_sixdpose.data.camera_paths import CameraConfig, SequenceConfig, orbit_
 from ros2_sixdpose.data.nocs_maps import NOCS_LEVELS, read_nocs, write_nocs
 from ros2_sixdpose.data.objectset import build_object_set
 from ros2_sixdpose.data.scene_physics import PhysicsConfig, SupportSpec, body_shape, settle
+from ros2_sixdpose.data.sequence_annotation import SEQUENCE_FILE, read_sequence_annotation
+from ros2_sixdpose.data.sequence_script import EventsConfig
 from ros2_sixdpose.data.synth import DISTRACTOR_ID_BASE, SCENE_TIMES_FILE, SceneConfig, SynthConfig, generate_split
 from ros2_sixdpose.data.synth_preview import BOX_COLOR, draw_annotations
 from ros2_sixdpose.data.textures import fractal_noise, random_texture
@@ -229,6 +231,69 @@ def test_sequence_is_smooth_at_30_hz(tmp_path, models_dir):
     steps = np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1)
     assert np.all(steps < 0.03) and np.all(steps > 1e-4)  # moves, by less than 3 cm a frame
     assert np.degrees(rotation_angle(poses[:-1, :3, :3], poses[1:, :3, :3])).max() < 3.0
+
+
+def test_sequence_events_are_annotated_and_consistent_with_the_ground_truth(tmp_path, models_dir):
+    """A camera stop, a moved object, a full occlusion and a light change, each where scene_sequence.json says."""
+    events = EventsConfig(lead_s=0.3, still_s=(0.3, 0.3), moved_objects=(1, 1), move_duration_s=(0.6, 0.6),
+                          occlusion_frames=(2, 2), light_ramp_s=(0.2, 0.2))
+    n = 70
+    generate_split(tmp_path, "seq", 1, n, seed=4, config=dataclasses.replace(_config(texture_size=64), events=events),
+                   models_dir=models_dir, sequence=True, progress=False)
+    split = BopSplit(tmp_path, "seq")
+    scene = split.read_scene(0)
+    annotation = read_sequence_annotation(split.scene_dir(0) / SEQUENCE_FILE)
+    kinds = {e.kind: e for e in annotation.events}
+    assert {"still", "occlusion", "light"} <= kinds.keys() and kinds.keys() & {"push", "carry"}, annotation.events
+    assert all(e.start >= 9 for e in annotation.events)  # after the 0.3 s lead-in
+    cameras = np.stack([invert_pose(scene.camera[i].T_cam_world) for i in range(n)])
+    for f, frame in enumerate(annotation.frames):
+        # Persistent ids and visible fractions line up with scene_gt / scene_gt_info.
+        assert np.allclose(frame.visib, [i.visib_fract for i in scene.gt_info[f]])
+        if frame.camera_still:
+            np.testing.assert_array_equal(cameras[f], cameras[f - 1])
+        for pid in frame.occluded:  # wholly hidden: no visible pixel
+            assert frame.visib[frame.instances.index(pid)] == 0.0 and frame.occluder
+    still = kinds["still"]
+    assert all(annotation.frames[f].camera_still for f in range(still.start, still.end))
+    occlusion = kinds["occlusion"]
+    assert any(frame.occluded for frame in annotation.frames[occlusion.start:occlusion.end])
+    assert not any(frame.occluder for k, frame in enumerate(annotation.frames)
+                   if not occlusion.start <= k < occlusion.end)
+    move = kinds.get("push") or kinds["carry"]
+
+    def world(f: int) -> np.ndarray:
+        k = annotation.frames[f].instances.index(move.instance)
+        return cameras[f] @ scene.gt[f][k].T_cam_obj
+    moving = [f for f, frame in enumerate(annotation.frames) if frame.moving]
+    assert moving and move.start <= min(moving) and max(moving) < move.end
+    before, after = world(move.start - 1), world(n - 1)
+    shift = np.linalg.norm(after[:2, 3] - before[:2, 3])
+    assert 0.05 - 1e-6 <= shift <= 0.15 + 1e-6  # events.move_distance
+    # Put down as it stood: same height, turned about the vertical only.
+    assert abs(after[2, 3] - before[2, 3]) < 1e-6 and abs(after[2, 2] - before[2, 2]) < 1e-6
+    light = kinds["light"]
+    assert all(annotation.frames[f].light_change for f in range(light.start, light.end))
+
+
+def test_events_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="occluder_distance"):
+        EventsConfig(occluder_distance=(0.01, 0.2))  # inside the renders' near plane
+    with pytest.raises(ValueError, match="occlusion_frames"):
+        EventsConfig(occlusion_frames=(0, 2))
+    with pytest.raises(ValueError, match="moved_objects"):
+        EventsConfig(moved_objects=(2, 1))
+
+
+def test_a_sequence_too_short_for_events_is_the_plain_orbit(tmp_path, models_dir):
+    config = _config(texture_size=64)
+    quiet = dataclasses.replace(config, events=EventsConfig(stills=0, moved_objects=(0, 0), occlusions=0,
+                                                            light_changes=0))
+    for name, cfg in (("a", config), ("b", quiet)):
+        generate_split(tmp_path / name, "s", 1, 4, seed=5, config=cfg, models_dir=models_dir, sequence=True,
+                       progress=False)
+    a, b = _file_hashes(tmp_path / "a" / "s" / "000000"), _file_hashes(tmp_path / "b" / "s" / "000000")
+    assert a == b and read_sequence_annotation(tmp_path / "a" / "s" / "000000" / SEQUENCE_FILE).events == ()
 
 
 def test_orbit_trajectory_stays_in_the_configured_ranges():

@@ -6,6 +6,7 @@ import pytest
 
 from ros2_sixdpose.config import load_config
 from ros2_sixdpose.core.camera import PinholeCamera
+from ros2_sixdpose.core.metrics import add_s
 from ros2_sixdpose.core.objects import load_models
 from ros2_sixdpose.data.bop import BopSplit, read_mask, read_rgb
 from ros2_sixdpose.data.camera_paths import CameraConfig
@@ -17,7 +18,7 @@ from ros2_sixdpose.tracking.factory import TrackingConfig, make_tracker
 from ros2_sixdpose.tracking.optimizer import apply_variation
 from ros2_sixdpose.tracking.region_tracker import RegionTracker
 from ros2_sixdpose.tracking.settings import RegionConfig
-from ros2_sixdpose.tracking.tracker import Tracker, TrackerConfig, TrackState, closest_equivalent
+from ros2_sixdpose.tracking.tracker import Initialisation, Tracker, TrackerConfig, TrackState, closest_equivalent
 
 MODELS = Path(__file__).resolve().parents[1] / "assets" / "models"
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "tracker.yaml"
@@ -120,6 +121,66 @@ def test_lost_track_is_reinitialised_under_its_id(models, duck_tracker, two_duck
     assert {p.track_id for p in third.poses} == ids
     assert {p.track_id: p.method for p in third.poses}[lost_id] == "estimate"
     assert all(t.state is TrackState.TRACKED for t in tracker.tracks)
+
+
+def test_track_lost_under_a_full_occlusion_resumes_without_the_initialiser(models, duck_tracker, two_ducks):
+    """The camera covered for three frames: both ducks are lost, then tracked again under their ids in the first
+    frame they are visible, from their last good poses, while the initialiser finds nothing."""
+    scene = two_ducks.read_scene(0)
+    camera = PinholeCamera(scene.camera[0].K, 640, 480)
+    calls = []
+
+    def initialise():
+        calls.append(1)
+        return [PoseEstimate(g.obj_id, g.T_cam_obj, 0.9, "ground_truth") for g in scene.gt[0]] if len(calls) == 1 else []
+    tracker = Tracker(duck_tracker, {DUCK: models[DUCK]}, TrackerConfig(redetect_period=0))
+    ids = {p.track_id for p in tracker.update(read_rgb(two_ducks.rgb_path(0, 0)), camera, initialise).poses}
+    for im_id in range(1, 8):  # past confirm_frames: a younger track would be dropped when lost
+        tracker.update(read_rgb(two_ducks.rgb_path(0, im_id)), camera, initialise)
+    covered = np.full((480, 640, 3), 40, np.uint8)  # a dark board over the lens
+    steps = [tracker.update(covered, camera, initialise) for _ in range(3)]
+    assert steps[-1].poses == [] and all(t.state is TrackState.LOST for t in tracker.tracks)
+    before = len(calls)
+    back = tracker.update(read_rgb(two_ducks.rgb_path(0, 8)), camera, initialise)
+    assert {p.track_id for p in back.poses} == ids and len(calls) == before
+    model = models[DUCK]
+    for gt in scene.gt[8]:
+        pose = min(back.poses, key=lambda p: np.linalg.norm(p.T_cam_obj[:3, 3] - gt.T_cam_obj[:3, 3]))
+        # Measured: 0.014 d and 0.030 d (the camera moved over the three covered frames).
+        assert add_s(pose.T_cam_obj, gt.T_cam_obj, model.vertices, False) < 0.1 * model.diameter
+
+
+def _carried(models, duck_tracker, two_ducks) -> list[float]:
+    """ADD(-S) errors (diameters) at the last frame of both ducks started from the first frame's ground truth that an
+    initialiser running apart delivers only at the last frame (`Tracker.step`)."""
+    scene = two_ducks.read_scene(0)
+    camera = PinholeCamera(scene.camera[0].K, 640, 480)
+    tracker = Tracker(duck_tracker, {DUCK: models[DUCK]},
+                      TrackerConfig(redetect_period=0, catch_up_frames=24, catch_up_per_frame=3))
+    rgb0 = read_rgb(two_ducks.rgb_path(0, 0))
+    assert tracker.step(rgb0, camera).poses == [] and tracker.wants_initialisation()
+    tracker.initialisation_started()
+    for im_id in range(1, FRAMES - 1):
+        assert tracker.step(read_rgb(two_ducks.rgb_path(0, im_id)), camera).poses == []
+    estimates = [PoseEstimate(g.obj_id, g.T_cam_obj, 0.9, "ground_truth") for g in scene.gt[0]]
+    last = tracker.step(read_rgb(two_ducks.rgb_path(0, FRAMES - 1)), camera, Initialisation(estimates, rgb0, camera))
+    steps = 1
+    while not last.poses:  # catching up: 3 kept frames per call, the frame of the call queued too
+        last = tracker.step(read_rgb(two_ducks.rgb_path(0, FRAMES - 1)), camera)
+        steps += 1
+    # 16 kept frames (of 28, thinned to at most 24) and one more per call, 3 carried per call: present after 8 calls
+    assert steps == 8 and [p.method for p in last.poses] == ["estimate", "estimate"]
+    model = models[DUCK]
+    return [min(add_s(p.T_cam_obj, g.T_cam_obj, model.vertices, False) for p in last.poses) / model.diameter
+            for g in scene.gt[FRAMES - 1]]
+
+
+def test_estimates_of_an_earlier_frame_are_carried_to_the_present(models, duck_tracker, two_ducks):
+    """Estimates made on frame 0 arrive at frame 29: the new tracks are carried through the frames kept meanwhile."""
+    errors = _carried(models, duck_tracker, two_ducks)
+    # Measured: 0.050 and 0.019 d. This slow camera moves little in a second (0.023 / 0.016 d with no catch-up);
+    # on the replayed seed-7501 sequence (docs/tracking.md) no track survived an initialisation without it.
+    assert max(errors) < 0.1, errors
 
 
 def test_occlusion_mask_is_the_nearer_instances_silhouette(duck_tracker, two_ducks):

@@ -31,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
          _tracking_arguments, run_tracking),
         ("splat", "ms per 96x96 render of each Gaussian object (CPU rasteriser by default)",
          _splat_arguments, run_splat),
+        ("flood", "a node flooded with images over DDS: latency p50 / p99, stalls, RSS curve, diagnostics counts",
+         _flood_arguments, run_flood),
     ):
         target = targets.add_parser(name, help=help_text)
         target.add_argument("--out", type=Path, default=Path(OUT_DIR) / "bench" / f"{name}.json",
@@ -257,7 +259,7 @@ def _tracking_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sequence", type=Path, default=Path(OUT_DIR) / "bench" / "tracking_sequence",
                         help="data set root of the benchmark sequence (synthesised there when absent)")
     parser.add_argument("--scenes", type=int, default=4)
-    parser.add_argument("--frames", type=int, default=90, help="frames per scene (30 Hz)")
+    parser.add_argument("--frames", type=int, default=240, help="frames per scene (30 Hz)")
 
 
 def run_tracking(args: argparse.Namespace) -> int:
@@ -270,12 +272,18 @@ def run_tracking(args: argparse.Namespace) -> int:
     figures = tracking.measure(config, package_root(), args.sequence, args.scenes, args.frames)
     _write(figures, args.out)
     print(f"{config.refiner} tracker on {figures['sequence']} (seed {figures['seed']}), from the first frame's "
-          "ground truth, no reset")
-    print(f"{'instances':<12}{'Hz':>8}{'median ms':>11}{'p90 ms':>9}{'ADD(-S)':>9}{'RBOT':>7}{'frames':>8}")
+          "ground truth; without reset, and with RBOT's reset to the ground truth on failure")
+    print(f"{'instances':<10}{'Hz':>7}{'median ms':>10}{'p90 ms':>8}{'ADD(-S)':>8}{'RBOT':>6}{'ADD/reset':>10}"
+          f"{'RBOT/reset':>11}{'re-acq s':>9}{'jitter mm/deg':>15}{'frames':>7}")
+
+    def figure(value: float | None, digits: int) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
     for n, key in ((1, "1_object"), (3, "3_objects")):
         f = figures[key]
-        print(f"{n:<12}{figures['hz_' + key]:>8.1f}{f['median_ms']:>11.1f}{f['p90_ms']:>9.1f}"
-              f"{f['add_recall']:>9.3f}{f['rbot_success']:>7.3f}{f['frames']:>8d}")
+        print(f"{n:<10}{figures['hz_' + key]:>7.1f}{f['median_ms']:>10.1f}{f['p90_ms']:>8.1f}"
+              f"{f['add_recall']:>8.3f}{f['rbot_success']:>6.3f}{figure(f['add_recall_with_reset'], 3):>10}"
+              f"{figure(f['rbot_success_with_reset'], 3):>11}{figure(f['reacquisition_s_median'], 2):>9}"
+              f"{figure(f['jitter_mm'], 2) + ' / ' + figure(f['jitter_deg'], 2):>15}{f['frames']:>7d}")
     print(f"targets >= {figures['target_hz_1_object']:.0f} Hz (1) and >= {figures['target_hz_3_objects']:.0f} Hz (3): "
           f"{_verdict(figures['meets_target'])}; written to {args.out}")
     return 0
@@ -305,4 +313,49 @@ def run_splat(args: argparse.Namespace) -> int:
               f"{r['cpu_median_ms']:>9.2f}")
     print(f"median over objects {figures['median_ms']:.2f} ms (CPU {figures['cpu_median_ms']:.2f} ms); "
           f"target <= {figures['target_ms']:.0f} ms: {_verdict(figures['meets_target'])}; written to {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------- flood
+
+
+def _flood_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=config_file("nodes.yaml"),
+                        help="deployment file of the one node flooded (default: config/nodes.yaml, the tracker)")
+    parser.add_argument("--data", type=Path, required=True, help="BOP data set whose images are sent, e.g. a "
+                                                                 "`sixdpose synth --sequence` output")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--scene", type=int, default=0)
+    parser.add_argument("--frames", type=int, default=300, help="distinct images sent round and round")
+    parser.add_argument("--rate", type=float, default=60.0, help="images per second")
+    parser.add_argument("--duration", type=float, default=60.0, help="s of flooding")
+    parser.add_argument("--param", dest="params", action="append", default=[], metavar="KEY=VALUE",
+                        help="set a ROS parameter of the node (repeatable; VALUE is YAML)")
+
+
+def run_flood(args: argparse.Namespace) -> int:
+    """Flood the deployment's node over DDS; print and write latency, stalls, RSS growth, counts; PNG beside."""
+    from ros2_sixdpose.bench import flood
+    from ros2_sixdpose.cli.common import parse_overrides
+    from ros2_sixdpose.nodes.deployment import load_deployment, with_parameters
+
+    deployment = with_parameters(load_deployment(args.config), parse_overrides(args.params))
+    png = args.out.with_suffix(".png")
+    figures = flood.measure(deployment, args.data, args.split, args.scene, args.frames, args.rate, args.duration,
+                            args.out.parent / f"{args.out.stem}_logs", png)
+    _write(figures, args.out)
+    print(f"{figures['node']} flooded at {args.rate:.0f} Hz for {args.duration:.0f} s "
+          f"({figures['distinct_frames']} distinct images); load average {figures['load_average'][0]:.1f}")
+    nan = float("nan")
+    print(f"answered {figures['frames_answered']} / {figures['frames_sent']} ({figures['answer_hz']:.1f} Hz); latency "
+          f"p50 {figures.get('latency_ms_p50', nan):.0f} ms, p99 {figures.get('latency_ms_p99', nan):.0f} ms")
+    print(f"longest gap between answers {figures['longest_gap_ms']:.0f} ms, p99 {figures['gap_ms_p99']:.0f} ms "
+          f"({figures['stalls_over_2_periods']} gaps over 2 periods of {figures['answer_period_ms']:.0f} ms); RSS "
+          f"{figures.get('rss_mb_start', 0):.0f} -> {figures.get('rss_mb_end', 0):.0f} MB (growth "
+          f"{figures.get('rss_growth_mb', nan):.1f} MB)")
+    counts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in figures.items() if k.startswith("frames_") and
+                       k not in ("frames_sent", "frames_answered"))
+    print(f"node diagnostics: {counts}; crashed: {figures['crashed'] or 'no'}")
+    print(f"targets p99 < {figures['target_p99_ms']:.0f} ms, RSS growth < {figures['target_rss_growth_mb']:.0f} MB, "
+          f"no stall: {_verdict(figures['meets_target'])}; written to {args.out} and {png}")
     return 0

@@ -1,7 +1,7 @@
 """`sixdpose run`: start the nodes of a deployment file (config/nodes*.yaml), as launch/sixdpose.launch.py does.
 
 Each node runs as its own process (its console script, with a parameter file written from the
-deployment), or all in this process with `--single-process` (one multi-threaded executor). Runs until
+deployment), or all in this process with `--single-process` (one executor, a worker thread per node). Runs until
 interrupted; a node that refuses to start (missing weights, a bad parameter) stops the others and its
 exit code is returned.
 """
@@ -26,11 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `run` parser."""
     parser = subparsers.add_parser(
         "run", help="start the ROS 2 nodes of a deployment file",
-        description="Start the nodes listed in a deployment file (config/nodes.yaml) on the camera topics, "
-                    "as the launch file does. Needs a ROS 2 environment (rclpy, the built messages).",
+        description="Start the nodes listed in a deployment file on the camera topics, as the launch file does "
+                    "(default config/nodes.yaml: detector -> estimator -> tracker; config/nodes_estimator.yaml: "
+                    "no tracking). Needs a ROS 2 environment (rclpy, the built messages).",
     )
     parser.add_argument("--config", type=Path, default=config_file("nodes.yaml"),
-                        help="deployment file (default: config/nodes.yaml)")
+                        help="deployment file (default: config/nodes.yaml, the tracker)")
     parser.add_argument("--image", help="camera image topic (default: the file's camera.image)")
     parser.add_argument("--camera-info", help="camera_info topic (default: the file's camera.camera_info)")
     parser.add_argument("--single-process", action="store_true", help="run every node in this process")

@@ -10,6 +10,7 @@ own rosbag2 plays them. Topics and encodings follow the RealSense driver's names
 - `ros2_sixdpose/ObjectPoseArray` on `/sixdpose/ground_truth`,
 
 all with the header stamp of the image (from scene_times.json) and frame id `camera_color_optical_frame`.
+A synthesised sequence's scene_sequence.json (`data.sequence_annotation`) is copied into the bag's folder.
 The image converters accept rosbags and rclpy messages alike (both have the same fields).
 """
 from __future__ import annotations
@@ -34,6 +35,7 @@ from ros2_sixdpose.core.messages import (
 from ros2_sixdpose.core.objects import model_names
 from ros2_sixdpose.data.bop import BopSplit, read_depth, read_rgb
 from ros2_sixdpose.data.msg_types import typestore
+from ros2_sixdpose.data.sequence_annotation import SEQUENCE_FILE
 from ros2_sixdpose.topics import CAMERA_INFO_TOPIC, DEPTH_TOPIC, GROUND_TRUTH_TOPIC, IMAGE_TOPIC
 
 logger = logging.getLogger(__name__)
@@ -279,6 +281,10 @@ def write_bag(
                 counts[inst.obj_id] = counts.get(inst.obj_id, 0) + 1
             writer.write(gt_conn, stamp, store.serialize_cdr(_pose_array_msg(gt, header), MSG_POSE_ARRAY))
         writer.close()
+        # The sequence metrics' annotation travels with the bag (rosbag2 readers ignore files they do not list).
+        annotation = split.scene_dir(scene_id) / SEQUENCE_FILE
+        if annotation.is_file():
+            shutil.copyfile(annotation, out / SEQUENCE_FILE)
     except BaseException:
         writer.abort()
         shutil.rmtree(out, ignore_errors=True)

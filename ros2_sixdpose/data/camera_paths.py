@@ -17,6 +17,7 @@ __all__ = ["CameraConfig", "SequenceConfig", "sample_intrinsics", "random_views"
 # Smooth hand-held shake: sum of this many sinusoids per axis with frequencies in this range (Hz).
 _SHAKE_COMPONENTS = 3
 _SHAKE_FREQUENCY_HZ = (0.2, 1.5)
+SPEED_BLEND_S = 0.5  # s of path time over which the orbit speed changes from one segment's to the next
 
 
 @dataclass
@@ -59,10 +60,16 @@ class SequenceConfig:
     distance_swing: tuple[float, float] = (0.0, 0.15)  # amplitude, fraction of the distance
     swing_period_s: tuple[float, float] = (4.0, 12.0)
     shake_m: float = 0.002  # amplitude (m) of the smooth hand-held shake of the eye and of the target
+    # The orbit speed is drawn afresh (same direction, same range) after each segment of this many seconds.
+    speed_segment_s: tuple[float, float] = (1.0, 3.0)
+    stop_ramp_s: float = 0.3  # the camera slows to a stop and speeds up again over this long
 
     def __post_init__(self) -> None:
         if not self.rate_hz > 0:
             raise ValueError(f"sequence.rate_hz must be positive, got {self.rate_hz}")
+        if not 0 < self.speed_segment_s[0] <= self.speed_segment_s[1] or self.stop_ramp_s < 0:
+            raise ValueError(f"sequence.speed_segment_s must be 0 < low <= high and stop_ramp_s >= 0, got "
+                             f"{self.speed_segment_s} and {self.stop_ramp_s}")
 
 
 def sample_intrinsics(rng: np.random.Generator, config: CameraConfig) -> np.ndarray:
@@ -94,36 +101,84 @@ def random_views(rng: np.random.Generator, config: CameraConfig, center: np.ndar
 
 
 def orbit_trajectory(rng: np.random.Generator, config: CameraConfig, sequence: SequenceConfig,
-                     center: np.ndarray, radius: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+                     center: np.ndarray, radius: float, n: int, still: np.ndarray | None = None,
+                     speed_rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A smooth camera path: (times (n,) s at `sequence.rate_hz`, poses (n, 4, 4) T_world_cam).
 
-    The camera orbits the target at a constant angular speed while elevation and distance swing slowly
-    (sinusoids of a few seconds' period, kept inside the configured ranges) and eye and target shake by a
-    few millimetres (sum of slow sinusoids), so consecutive frames differ as a hand-held camera's do.
+    The camera orbits the target while elevation and distance swing slowly (sinusoids of a few seconds' period,
+    kept inside the configured ranges) and eye and target shake by a few millimetres (sum of slow sinusoids),
+    so consecutive frames differ as a hand-held camera's do. With `speed_rng`, the orbit speed is redrawn from
+    it after each `speed_segment_s` (changing over half a second); where `still` (n,) bool is True the camera
+    stands exactly where it stood the frame before (every motion, shake included, is a function of a path time
+    that stops there), slowing down and speeding up over `stop_ramp_s` around. Without either, the speed is
+    constant and path time is time.
     """
     times = np.arange(n) / sequence.rate_hz
     elev_lo, elev_hi = np.radians(config.elevation_deg)
     dist_lo, dist_hi = config.distance
     target = np.asarray(center, dtype=np.float64) + _disc_offset(rng, 0.5 * config.target_jitter * radius)
     azimuth0 = rng.uniform(0.0, 2.0 * np.pi)
-    speed = np.radians(rng.uniform(*sequence.orbit_speed_deg)) * rng.choice([-1.0, 1.0])
+    speed = np.radians(rng.uniform(*sequence.orbit_speed_deg))
+    direction = rng.choice([-1.0, 1.0])
+    speed *= direction
+    path_time = times if still is None else _path_time(np.asarray(still, bool), sequence)
     elevation0 = rng.uniform(elev_lo, elev_hi)
     distance0 = rng.uniform(dist_lo, dist_hi)
     roll0 = np.radians(rng.uniform(-config.roll_deg, config.roll_deg)) / 2
     swing = 2.0 * np.pi / rng.uniform(*sequence.swing_period_s, size=3)
     phase = rng.uniform(0.0, 2.0 * np.pi, size=3)
     elevation_swing = np.radians(rng.uniform(*sequence.elevation_swing_deg))
-    elevation = elevation0 + elevation_swing * np.sin(swing[0] * times + phase[0])
-    distance = distance0 * (1.0 + rng.uniform(*sequence.distance_swing) * np.sin(swing[1] * times + phase[1]))
-    roll = roll0 + np.radians(config.roll_deg) / 4 * np.sin(swing[2] * times + phase[2])
-    eye_shake = _smooth_shake(rng, times, sequence.shake_m)
-    target_shake = _smooth_shake(rng, times, sequence.shake_m)
+    elevation = elevation0 + elevation_swing * np.sin(swing[0] * path_time + phase[0])
+    distance = distance0 * (1.0 + rng.uniform(*sequence.distance_swing) * np.sin(swing[1] * path_time + phase[1]))
+    roll = roll0 + np.radians(config.roll_deg) / 4 * np.sin(swing[2] * path_time + phase[2])
+    eye_shake = _smooth_shake(rng, path_time, sequence.shake_m)
+    target_shake = _smooth_shake(rng, path_time, sequence.shake_m)
+    if speed_rng is None:
+        azimuth = azimuth0 + speed * path_time
+    else:
+        azimuth = azimuth0 + _orbit_angle(speed_rng, sequence, speed, direction, path_time)
     poses = [
-        _orbit_pose(target + target_shake[i], float(np.clip(distance[i], dist_lo, dist_hi)), azimuth0 + speed * t,
+        _orbit_pose(target + target_shake[i], float(np.clip(distance[i], dist_lo, dist_hi)), float(azimuth[i]),
                     float(np.clip(elevation[i], elev_lo, elev_hi)), float(roll[i]), eye_offset=eye_shake[i])
-        for i, t in enumerate(times)
+        for i in range(n)
     ]
     return times, (np.stack(poses) if poses else np.zeros((0, 4, 4)))
+
+
+def _path_time(still: np.ndarray, sequence: SequenceConfig) -> np.ndarray:
+    """(n,) s: time that stands still in `still` frames and runs at full pace `stop_ramp_s` away from them.
+
+    A frame's step is scaled by a smoothstep of its distance (in frames) to the nearest still frame, so the
+    camera's pose in a still frame equals the previous frame's exactly.
+    """
+    n = len(still)
+    ramp = max(1.0, sequence.stop_ramp_s * sequence.rate_hz)
+    index = np.arange(n)
+    stops = np.flatnonzero(still)
+    if stops.size == 0:
+        return index / sequence.rate_hz
+    gap = np.min(np.abs(index[:, None] - stops[None, :]), axis=1) / ramp
+    u = np.clip(gap, 0.0, 1.0)
+    step = u * u * (3.0 - 2.0 * u)
+    return np.concatenate([[0.0], np.cumsum(step[1:])]) / sequence.rate_hz
+
+
+def _orbit_angle(rng: np.random.Generator, sequence: SequenceConfig, speed0: float, direction: float,
+                 path_time: np.ndarray) -> np.ndarray:
+    """(n,) rad orbited by path time `path_time` (n,) s: `speed0` for the first segment, then a speed drawn from
+    the configured range per segment, blended over SPEED_BLEND_S at each change."""
+    end = float(path_time[-1]) if len(path_time) else 0.0
+    knots_t, knots_v = [0.0], [speed0]
+    t = 0.0
+    while t <= end:
+        t += rng.uniform(*sequence.speed_segment_s)
+        knots_t += [t, t + SPEED_BLEND_S]
+        knots_v += [knots_v[-1], np.radians(rng.uniform(*sequence.orbit_speed_deg)) * direction]
+    # Integrate the piecewise-linear speed on a fine grid of path time (exact for a constant speed).
+    grid = np.linspace(0.0, max(end, 1e-9), max(2, 20 * len(path_time)))
+    velocity = np.interp(grid, knots_t, knots_v)
+    angle = np.concatenate([[0.0], np.cumsum((velocity[1:] + velocity[:-1]) / 2 * np.diff(grid))])
+    return np.interp(path_time, grid, angle)
 
 
 def _orbit_pose(target: np.ndarray, distance: float, azimuth: float, elevation: float, roll: float,

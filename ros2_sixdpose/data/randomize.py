@@ -14,7 +14,7 @@ import numpy as np
 from ros2_sixdpose.core.render import Lighting
 
 __all__ = [
-    "LightingConfig", "SensorConfig", "SensorResponse", "WorldLight", "sample_light", "camera_lighting",
+    "LightingConfig", "SensorConfig", "SensorResponse", "WorldLight", "sample_light", "blend_lights", "camera_lighting",
     "antialias_edges", "sample_sensor", "apply_sensor",
 ]
 
@@ -82,6 +82,23 @@ def sample_light(rng: np.random.Generator, config: LightingConfig) -> WorldLight
         shininess=float(rng.uniform(*config.shininess)),
         color=tuple(float(c) for c in color / color.max()),
         shadow_blur_px=float(rng.uniform(*config.shadow_blur_px)),
+    )
+
+
+def blend_lights(a: WorldLight, b: WorldLight, weight: float) -> WorldLight:
+    """The light `weight` in [0, 1] of the way from `a` to `b`: parameters and colour interpolated linearly, the
+    direction along the great circle's chord (normalised), so a ramp turns, dims and tints it smoothly."""
+    direction = (1.0 - weight) * a.direction + weight * b.direction
+    norm = np.linalg.norm(direction)
+    # Opposite directions have no unique path between them: the light turns through the zenith's side instead.
+    direction = direction / norm if norm > 1e-6 else np.array([0.0, 0.0, -1.0])
+
+    def mix(x: float, y: float) -> float:
+        return float((1.0 - weight) * x + weight * y)
+    return WorldLight(
+        direction=direction, ambient=mix(a.ambient, b.ambient), diffuse=mix(a.diffuse, b.diffuse),
+        specular=mix(a.specular, b.specular), shininess=mix(a.shininess, b.shininess),
+        color=tuple(mix(x, y) for x, y in zip(a.color, b.color)), shadow_blur_px=mix(a.shadow_blur_px, b.shadow_blur_px),
     )
 
 

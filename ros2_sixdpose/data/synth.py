@@ -6,8 +6,9 @@ number of scenes nor the ones before it):
    pybullet and keep what stays on the support (`data.scene_physics`);
 2. dress the room: procedural floor and wall textures, distractor colours or textures (`data.scene_assets`,
    `data.textures`); intrinsics jittered per scene (`data.camera_paths`);
-3. per image: a camera on a hemisphere (or a smooth 30 Hz orbit with `sequence`), a world light
-   (`data.randomize`), one render of everything (colour, depth, instance, NOCS), cast shadows on the
+3. per image: a camera on a hemisphere (or, with `sequence`, a smooth 30 Hz orbit with the events of
+   `data.sequence_script`: the camera stops, objects pushed or carried, an occluder passing, light changes), a world
+   light (`data.randomize`), one render of everything (colour, depth, instance, NOCS), cast shadows on the
    support (`data.shadows`), the sensor model, and the ground truth: pose, full-silhouette mask from a
    render of the object alone (cropped to its projection), visible mask from the scene's instance map,
    boxes and pixel counts as BOP's calc_gt_info defines them, the NOCS map of the visible surfaces.
@@ -19,7 +20,7 @@ shade and appear in the depth image exactly like everything else; a homography c
 Output (BOP layout, `<out>/<split>/<scene_id:06d>/`): rgb/, depth/ (uint16 PNG, `depth_scale` mm per unit),
 mask/, mask_visib/ (`<im_id:06d>_<gt_index:06d>.png`), nocs/ (see `data.nocs_maps`), scene_gt.json,
 scene_gt_info.json, scene_camera.json (with cam_R_w2c / cam_t_w2c), scene_times.json ({im_id: seconds}),
-and `<out>/models` (a copy of the models folder used).
+with `sequence` scene_sequence.json (`data.sequence_annotation`), and `<out>/models` (a copy of the models folder used).
 """
 from __future__ import annotations
 
@@ -81,6 +82,14 @@ from ros2_sixdpose.data.scene_physics import (
     sample_support,
     settle,
 )
+from ros2_sixdpose.data.sequence_annotation import (
+    SEQUENCE_FILE,
+    FrameAnnotation,
+    SequenceAnnotation,
+    SequenceEvent,
+    write_sequence_annotation,
+)
+from ros2_sixdpose.data.sequence_script import Body, EventsConfig, SequenceScript, plan_sequence
 from ros2_sixdpose.data.shadows import shadow_factor
 from ros2_sixdpose.data.textures import random_colors, random_texture
 
@@ -91,7 +100,7 @@ __all__ = ["SynthConfig", "SceneConfig", "OutputConfig", "SynthStats", "generate
 SCENE_TIMES_FILE = "scene_times.json"
 NOCS_DIR = "nocs"
 DISTRACTOR_ID_BASE = 1000  # renderer ids of distractors: DISTRACTOR_ID_BASE + slot; never annotated
-FLOOR_ID, WALLS_ID, SUPPORT_ID = 2000, 2001, 2002
+FLOOR_ID, WALLS_ID, SUPPORT_ID, OCCLUDER_ID = 2000, 2001, 2002, 2003
 NEAR, FAR = 0.05, 8.0  # m, clipping planes of the scene renders
 # BOP's calc_gt_info renders silhouettes on a canvas three times the image to count truncated pixels;
 # the silhouette render here is clipped to that same canvas.
@@ -160,6 +169,7 @@ class SynthConfig:
 
     camera: CameraConfig = field(default_factory=CameraConfig)
     sequence: SequenceConfig = field(default_factory=SequenceConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
     scene: SceneConfig = field(default_factory=SceneConfig)
     physics: PhysicsConfig = field(default_factory=PhysicsConfig)
     lighting: LightingConfig = field(default_factory=LightingConfig)
@@ -193,6 +203,7 @@ class _Placed:
     render_id: int  # renderer model id
     T_world_obj: np.ndarray  # (4, 4) m
     annotated: bool  # an object of the set (True) or a distractor (False)
+    shape: BodyShape | None = None  # collision shape of objects and distractors; None for the room and support
 
 
 def generate_split(
@@ -319,10 +330,20 @@ class _SceneSynthesizer:
             placed = self._dress(rng, support, instance_ids, distractors, settled.T_world_obj, settled.on_support)
         K = sample_intrinsics(rng, cfg.camera)
         center, radius = _cluster(placed)
+        script = None
         if sequence:
-            # One camera in one room: light and camera response stay fixed while the camera moves.
-            times, poses = orbit_trajectory(rng, cfg.camera, cfg.sequence, center, radius, n_images)
-            lights = [sample_light(rng, cfg.lighting)] * n_images
+            # One camera in one room: the camera response stays fixed while the camera moves; what changes is
+            # planned from a child generator, so a sequence too short for any event is the plain orbit.
+            events_rng = rng.spawn(1)[0]
+            bodies = [Body(p.T_world_obj, p.shape, p.annotated) for p in placed if p.shape is not None]
+            view = (cfg.camera.width / K[0, 0], cfg.camera.height / K[1, 1])
+            script = plan_sequence(events_rng, cfg.events, cfg.sequence.rate_hz, n_images, bodies, support, view,
+                                   lambda: sample_light(events_rng, cfg.lighting), OCCLUDER_ID)
+            if script.occluder is not None:
+                self.renderer.add_model(script.occluder)
+            times, poses = orbit_trajectory(rng, cfg.camera, cfg.sequence, center, radius, n_images,
+                                            script.camera_still, events_rng)
+            lights = script.lights(sample_light(rng, cfg.lighting))
             sensors = [sample_sensor(rng, cfg.sensor)] * n_images
         else:
             times = np.arange(n_images) / cfg.sequence.rate_hz
@@ -333,9 +354,18 @@ class _SceneSynthesizer:
         scene_gt: dict[int, list[bop.GtInstance]] = {}
         scene_info: dict[int, list[bop.GtInfo]] = {}
         scene_camera: dict[int, bop.CameraParams] = {}
+        frames: list[FrameAnnotation] = []
         for im_id, (T_world_cam, light, sensor) in enumerate(zip(poses, lights, sensors)):
-            gt, info = self._image(scene_id, im_id, rng, K, T_world_cam, light, sensor, placed)
+            world = [p.T_world_obj for p in placed]
+            occluder = []
+            if script is not None:
+                world = [script.body_poses[i][im_id] if i in script.body_poses else T for i, T in enumerate(world)]
+                if script.occluder_in_view(im_id):
+                    occluder = [(OCCLUDER_ID, script.occluder_poses[im_id])]
+            gt, info, ids = self._image(scene_id, im_id, rng, K, T_world_cam, light, sensor, placed, world, occluder)
             scene_gt[im_id], scene_info[im_id] = gt, info
+            if script is not None:
+                frames.append(_frame_annotation(script, im_id, ids, info))
             scene_camera[im_id] = bop.CameraParams(K=K, depth_scale=cfg.output.depth_scale,
                                                    T_cam_world=invert_pose(T_world_cam))
             self.stats.images += 1
@@ -347,6 +377,10 @@ class _SceneSynthesizer:
             bop.write_scene_camera(self.split.scene_camera_path(scene_id), scene_camera)
             times_path = self.split.scene_dir(scene_id) / SCENE_TIMES_FILE
             times_path.write_text(json.dumps({str(i): float(t) for i, t in enumerate(times)}, indent=1) + "\n")
+            if script is not None:
+                events = tuple(SequenceEvent(e.kind, e.start, e.end, e.body) for e in script.events)
+                write_sequence_annotation(self.split.scene_dir(scene_id) / SEQUENCE_FILE,
+                                          SequenceAnnotation(cfg.sequence.rate_hz, events, tuple(frames)))
         self.stats.scenes += 1
 
     def _sample_distractors(self, rng: np.random.Generator) -> list[tuple[ObjectModel, BodyShape]]:
@@ -394,22 +428,25 @@ class _SceneSynthesizer:
             placed.append(_Placed(SUPPORT_ID, np.eye(4), False))
         for model, _ in distractors:
             self.renderer.add_model(model)
-        bodies = [(obj_id, True) for obj_id in instance_ids] + [(m.obj_id, False) for m, _ in distractors]
-        objects = [_Placed(obj_id, T, annotated)
-                   for (obj_id, annotated), T, keep in zip(bodies, T_world_obj, on_support) if keep]
+        bodies = ([(obj_id, True, self.shapes[obj_id]) for obj_id in instance_ids]
+                  + [(m.obj_id, False, shape) for m, shape in distractors])
+        objects = [_Placed(obj_id, T, annotated, shape)
+                   for (obj_id, annotated, shape), T, keep in zip(bodies, T_world_obj, on_support) if keep]
         dropped = len(bodies) - len(objects)
         if dropped:
             logger.debug("%d bodies fell off the %s and are left out", dropped, support.kind)
         return objects + placed + [_Placed(FLOOR_ID, np.eye(4), False), _Placed(WALLS_ID, np.eye(4), False)]
 
     def _image(self, scene_id: int, im_id: int, rng: np.random.Generator, K: np.ndarray, T_world_cam: np.ndarray,
-               light: WorldLight, sensor: SensorResponse,
-               placed: list[_Placed]) -> tuple[list[bop.GtInstance], list[bop.GtInfo]]:
-        """Render, post-process, annotate and write one image; returns its ground truth."""
+               light: WorldLight, sensor: SensorResponse, placed: list[_Placed], world: list[np.ndarray],
+               extra: list[tuple[int, np.ndarray]]) -> tuple[list[bop.GtInstance], list[bop.GtInfo], list[int]]:
+        """Render, post-process, annotate and write one image with the bodies of `placed` at `world` (T_world_obj
+        each) and the `extra` models (render id, T_cam_obj) never annotated; returns its ground truth and the
+        index into `placed` of each ground-truth instance."""
         cfg = self.config
         width, height = cfg.camera.width, cfg.camera.height
         T_cam_world = invert_pose(T_world_cam)
-        draws = [(p.render_id, T_cam_world @ p.T_world_obj) for p in placed]
+        draws = [(p.render_id, T_cam_world @ T) for p, T in zip(placed, world)] + extra
         with self.stats.timed("render"):
             result = self.renderer.render(K, width, height, draws, lighting=camera_lighting(light, T_world_cam),
                                           near=NEAR, far=FAR)
@@ -418,7 +455,7 @@ class _SceneSynthesizer:
             if cfg.lighting.shadows:
                 surfaces = [i for i, p in enumerate(placed) if p.render_id in (FLOOR_ID, SUPPORT_ID)]
                 receivers = np.isin(result.instance, surfaces)
-                casters = [(p.render_id, p.T_world_obj) for p in placed if p.render_id < FLOOR_ID]
+                casters = [(p.render_id, T) for p, T in zip(placed, world) if p.render_id < FLOOR_ID]
                 factor = shadow_factor(self.renderer, casters, light, T_world_cam, K, result.depth, receivers,
                                        cfg.lighting.shadow_map_size)
                 rgb = np.clip(rgb * factor[..., None], 0, 255).astype(np.uint8)
@@ -428,7 +465,7 @@ class _SceneSynthesizer:
             rgb = apply_sensor(antialias_edges(rgb, result.instance), rng, sensor)
             depth = np.where(result.depth * (1000.0 / cfg.output.depth_scale) <= bop.UINT16_MAX, result.depth, 0.0)
 
-        gt, info, masks = [], [], []
+        gt, info, masks, ids = [], [], [], []
         with self.stats.timed("annotate"):
             nocs_valid = np.zeros((height, width), bool)
             for index, p in enumerate(placed):
@@ -453,10 +490,11 @@ class _SceneSynthesizer:
                     visib_fract=px_count_visib / px_count_all,
                 ))
                 masks.append((silhouette, visib))
+                ids.append(index)
                 nocs_valid |= visib
 
         self._submit_write(scene_id, im_id, rgb, depth, masks, result.nocs, nocs_valid)
-        return gt, info
+        return gt, info, ids
 
     def _submit_write(self, scene_id: int, im_id: int, rgb: np.ndarray, depth: np.ndarray,
                       masks: list[tuple[np.ndarray, np.ndarray]], nocs: np.ndarray, nocs_valid: np.ndarray) -> None:
@@ -520,6 +558,19 @@ class _SceneSynthesizer:
         if ix1 > ix0 and iy1 > iy0:
             mask[iy0:iy1, ix0:ix1] = crop[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0]
         return mask, count
+
+
+def _frame_annotation(script: SequenceScript, frame: int, ids: list[int], info: list[bop.GtInfo]) -> FrameAnnotation:
+    """Frame `frame`'s line of scene_sequence.json; `ids` are its instances' indices into the placed bodies, which
+    are the persistent ids (objects of the set come first)."""
+    occluder = script.occluder_in_view(frame)
+    return FrameAnnotation(
+        instances=tuple(ids), visib=tuple(i.visib_fract for i in info),
+        camera_still=bool(script.camera_still[frame]),
+        moving=tuple(i for i in script.moving(frame) if i in ids),
+        occluded=tuple(i for i, gi in zip(ids, info) if occluder and gi.px_count_visib == 0),
+        occluder=occluder, light_change=script.light_changing(frame),
+    )
 
 
 def _sample_instances(rng: np.random.Generator, obj_ids: list[int], scene: SceneConfig) -> list[int]:

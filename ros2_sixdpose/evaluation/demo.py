@@ -1,5 +1,6 @@
-"""The demo's sequence and pictures (`sixdpose demo`): the object gallery, the synthesised test sequence and its
-bag, the nodes' overlay frames read back from the recorded bag, the contact sheet and the video."""
+"""The demo's sequence and pictures (`sixdpose demo`): the object gallery, the synthesised test sequence (with its
+events: a camera stop, a moved object, a full occlusion, a light change) and its bag, the nodes' overlay frames read
+back from the recorded bag, the contact sheet and the video of every frame at the recorded pace."""
 from __future__ import annotations
 
 import logging
@@ -19,7 +20,9 @@ from ros2_sixdpose.core.render import Lighting, Renderer
 from ros2_sixdpose.data import bop
 from ros2_sixdpose.data.bags import BagFrame, write_bag
 from ros2_sixdpose.data.msg_types import typestore
+from ros2_sixdpose.data.sequence_annotation import FrameAnnotation, SequenceAnnotation
 from ros2_sixdpose.data.synth import SynthConfig, generate_split
+from ros2_sixdpose.evaluation.sequence_metrics import InstanceSeries
 from ros2_sixdpose.nodes.overlay import draw_poses
 from ros2_sixdpose.paths import config_file
 from ros2_sixdpose.topics import POSES_OVERLAY_TOPIC
@@ -37,9 +40,13 @@ VIDEO_OPTIONS = {"codec": "libx264", "pix_fmt_out": "yuv420p", "quality": None,
                  "output_params": ["-crf", "23", "-movflags", "+faststart"], "macro_block_size": 16}
 STRIP_FRAMES = 6  # frames of the overview strip, spread over the sequence
 STRIP_SCALE = 0.375  # each at 240x180 for a 640x480 sequence
-# A busy table seen whole: four or five objects of the set, the camera 0.5-0.8 m away.
+# A table seen whole: two or three objects of the set (each initialisation of the tracker costs the detector, the
+# estimator and the refiner per object: with four or five, 14 of 150 frames were answered at the recorded pace
+# with the machine's load average at 8), the camera 0.5-0.8 m away; one camera stop, one object moved, one full
+# occlusion and one light change.
 DEMO_SCENE = {"camera.width": 640, "camera.height": 480, "camera.distance": [0.5, 0.8],
-              "scene.objects_per_scene": [4, 5]}
+              "scene.objects_per_scene": [2, 3], "events.moved_objects": [1, 1], "events.move_duration_s": [1.0, 1.2],
+              "events.still_s": [0.8, 0.8], "events.light_ramp_s": [0.0, 0.5], "events.lead_s": 0.7}
 
 
 def object_gallery(models: dict[int, ObjectModel], renderer: Renderer) -> np.ndarray:
@@ -161,3 +168,61 @@ def write_overlays(frames: Sequence[BagFrame], overlays: dict[int, np.ndarray], 
             bop.write_rgb(folder / f"{index:06d}.png", overlays[frame.stamp_ns])
             images.append(overlays[frame.stamp_ns])
     return images
+
+
+def video_frames(frames: Sequence[BagFrame], overlays: dict[int, np.ndarray],
+                 annotation: Sequence[FrameAnnotation] | None = None) -> list[np.ndarray]:
+    """Every frame of the sequence for the video at the recorded pace: the nodes' overlay where they answered, the
+    frame dimmed and marked "no answer" where they did not; captioned with the frame's time and, with the
+    sequence's annotation, what happens in it (full occlusion, camera still, object moving, light changing)."""
+    start = frames[0].stamp_ns
+    images = []
+    for index, frame in enumerate(frames):
+        image = overlays.get(frame.stamp_ns)
+        text = f"t={(frame.stamp_ns - start) / 1e9:.2f} s"
+        if image is None:
+            image, text = frame.rgb // 3, text + "  no answer"
+        if annotation is not None:
+            events = annotation[index]
+            text += "".join(label for flag, label in ((events.occluded, "  full occlusion"),
+                                                      (events.camera_still, "  camera still"),
+                                                      (events.moving, "  object moving"),
+                                                      (events.light_change, "  light changing")) if flag)
+        images.append(_caption(image, text))
+    return images
+
+
+EVENT_COLOURS = {"still": "tab:green", "push": "tab:orange", "carry": "tab:orange", "occlusion": "tab:grey",
+                 "light": "gold"}
+
+
+def sequence_timeline(path: Path, series: Sequence[InstanceSeries], annotation: SequenceAnnotation,
+                      answered: Sequence[bool], names: dict[int, str]) -> Path:
+    """A PNG of each instance's ADD(-S) error (in diameters, log scale) in the frames where it has a pose, with the
+    0.1 d threshold, the sequence's events as shaded spans and the frames the nodes did not answer marked along the
+    bottom."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    times = np.arange(len(answered)) / annotation.rate_hz
+    fig, ax = plt.subplots(figsize=(10, 3.6), dpi=100)
+    for event in annotation.events:
+        ax.axvspan(event.start / annotation.rate_hz, event.end / annotation.rate_hz, alpha=0.2,
+                   color=EVENT_COLOURS.get(event.kind, "tab:blue"), lw=0)
+        ax.text(event.start / annotation.rate_hz, 3.0, event.kind, fontsize=8, va="top")
+    for s in series:
+        # Only the frames with a pose for the instance: gaps where there is none (or it does not count).
+        error = np.where(s.scored & np.isfinite(s.add), np.clip(s.add / s.diameter, 1e-3, 2.0), np.nan)
+        ax.plot(times, error, ".-", lw=1.0, ms=3, label=names.get(s.obj_id, str(s.obj_id)))
+    missed = times[~np.asarray(answered, bool)]
+    ax.plot(missed, np.full(len(missed), 1.2e-3), "|", color="tab:red", ms=8, label="not answered")
+    ax.axhline(0.1, color="black", lw=0.8, ls="--")
+    ax.set(yscale="log", ylim=(1e-3, 3.0), xlim=(0, times[-1] if len(times) else 1), xlabel="time (s)",
+           ylabel="ADD(-S) / diameter", title="tracked poses over the sequence (correct below the dashed line)")
+    ax.legend(loc="upper right", fontsize=8, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -11,7 +11,10 @@ player's log of when each image was published (`published.json`), and the output
   times of the replay process, which publishes and records);
 - pose accuracy: the answered poses against the bag's ground truth, matched by header stamp, scored by
   `ros2_sixdpose.evaluation.scoring.Evaluator` (the frames sent are the test images; a frame without an answer
-  scores as misses). VSD is computed when the bag has depth.
+  scores as misses). VSD is computed when the bag has depth;
+- sequence metrics, when the bag's folder holds the sequence's scene_sequence.json (`sixdpose synth --sequence`
+  then `sixdpose bag`): ADD(-S) recall and RBOT success over every frame sent, drift, re-acquisition after full
+  occlusions and jitter while still (`ros2_sixdpose.evaluation.sequence_metrics`).
 """
 from __future__ import annotations
 
@@ -32,7 +35,9 @@ from ros2_sixdpose.core.render import Renderer
 from ros2_sixdpose.data.bags import BagFrame, BagTopics, read_bag
 from ros2_sixdpose.data.bop import GtInstance, PoseResult
 from ros2_sixdpose.data.msg_types import typestore
+from ros2_sixdpose.data.sequence_annotation import SEQUENCE_FILE, SequenceAnnotation, read_sequence_annotation
 from ros2_sixdpose.evaluation.scoring import EvalConfig, EvalImage, EvalReport, Evaluator
+from ros2_sixdpose.evaluation.sequence_metrics import InstanceSeries, SequenceMetrics, build_series, summarise
 from ros2_sixdpose.topics import DIAGNOSTICS_TOPIC, FRAME_COUNT_KEYS, POSES_TOPIC
 
 PUBLISHED_FILE = "published.json"
@@ -96,6 +101,7 @@ class ReplayMetrics:
     poses: EvalReport | None  # None without ground truth
     nodes: dict[str, NodeCounts] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    sequence: SequenceMetrics | None = None  # None without the sequence's annotation
 
     def to_dict(self) -> dict[str, Any]:
         """metrics.json: frame counts, latency, then the evaluator's keys (as `sixdpose eval` writes them)."""
@@ -113,6 +119,7 @@ class ReplayMetrics:
             "latency_ms_max": None if self.latency is None else self.latency.max_ms,
             **pose_keys,
             "nodes": {name: asdict(counts) for name, counts in sorted(self.nodes.items())},
+            "sequence": None if self.sequence is None else self.sequence.to_dict(),
             "notes": notes,
         }
 
@@ -306,6 +313,12 @@ def score_replay(
             report = score_poses(frames, first, models, config)
         except ValueError as exc:  # e.g. no instance at all passes the visibility threshold
             notes.append(f"no pose scores: {exc}")
+    sequence = None
+    annotation_path = Path(input_bag) / SEQUENCE_FILE
+    if report is None or not annotation_path.is_file():
+        notes.append(f"no sequence metrics: no ground truth or no {SEQUENCE_FILE} in the bag's folder")
+    else:
+        sequence = score_sequence(frames, first, annotation_path, models, config.min_visib, notes)
     return ReplayMetrics(
         frames_sent=len(published),
         frames_received=frames_received(nodes),
@@ -314,14 +327,38 @@ def score_replay(
         poses=report,
         nodes=nodes,
         notes=notes,
+        sequence=sequence,
     )
+
+
+def score_sequence(frames: Sequence[BagFrame], answers: Mapping[int, Answer], annotation_path: Path,
+                   models: Mapping[int, ObjectModel], min_visib: float, notes: list[str]) -> SequenceMetrics | None:
+    """The sequence metrics of the answers to `frames` (every frame of the bag, in order), or None (noted) when
+    the annotation does not describe these frames."""
+    annotation = read_sequence_annotation(annotation_path)
+    if len(annotation.frames) != len(frames) or any(
+            len(a.instances) != len(f.gt or ()) for a, f in zip(annotation.frames, frames)):
+        notes.append(f"no sequence metrics: {annotation_path} describes other frames than the ones sent")
+        return None
+    return summarise(sequence_series(frames, answers, annotation, models, min_visib))
+
+
+def sequence_series(frames: Sequence[BagFrame], answers: Mapping[int, Answer], annotation: SequenceAnnotation,
+                    models: Mapping[int, ObjectModel], min_visib: float) -> list[InstanceSeries]:
+    """Each annotated instance's per-frame errors of the answers to `frames` (every frame of the bag, in order)."""
+    gt = [[(g.obj_id, g.T_cam_obj) for g in frame.gt or ()] for frame in frames]
+    estimates = [[(p.obj_id, p.T_cam_obj) for p in answers[frame.stamp_ns].poses] if frame.stamp_ns in answers
+                 else [] for frame in frames]
+    return build_series(gt, estimates, annotation, models, min_visib)
+
+
+def _figure(value: float | None, digits: int = 3) -> str:
+    """A figure with `digits` decimals, "-" for None or NaN."""
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
 def format_table(metrics: ReplayMetrics) -> str:
     """A plain-text table of a replay's figures (frames, latency, recalls overall and per object)."""
-    def figure(value: float | None, digits: int = 3) -> str:
-        return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
-
     received = "?" if metrics.frames_received is None else str(metrics.frames_received)
     lines = [f"frames sent {metrics.frames_sent}, received by the nodes {received}, answered {metrics.frames_answered}"]
     if metrics.latency is not None:
@@ -333,7 +370,21 @@ def format_table(metrics: ReplayMetrics) -> str:
         lines.append(f"{'object':<16}{'instances':>10}{'ADD(-S)':>9}{'AR_MSSD':>9}{'AR_MSPD':>9}{'AR_VSD':>9}{'AR':>7}")
         rows = [(f"{obj_id} {report.object_names[obj_id]}", s) for obj_id, s in report.per_object.items()]
         for name, s in rows + [("all", report.overall)]:
-            lines.append(f"{name:<16}{s.n_instances:>10}{figure(s.add_s_recall):>9}{figure(s.ar_mssd):>9}"
-                         f"{figure(s.ar_mspd):>9}{figure(s.ar_vsd):>9}{figure(s.ar):>7}")
+            lines.append(f"{name:<16}{s.n_instances:>10}{_figure(s.add_s_recall):>9}{_figure(s.ar_mssd):>9}"
+                         f"{_figure(s.ar_mspd):>9}{_figure(s.ar_vsd):>9}{_figure(s.ar):>7}")
+    if metrics.sequence is not None:
+        lines += format_sequence(metrics.sequence)
     lines += [f"note: {note}" for note in metrics.notes + (metrics.poses.notes if metrics.poses else [])]
     return "\n".join(lines)
+
+
+def format_sequence(seq: SequenceMetrics) -> list[str]:
+    """Lines of the sequence metrics: all frames at the pace they were sent, unanswered ones as failures."""
+    return [
+        f"sequence ({seq.instances} instances, {seq.instance_frames} instance-frames, every frame sent counts): "
+        f"ADD(-S) {_figure(seq.add_s_recall)}, RBOT (5 deg, 5 cm) {_figure(seq.rbot_success)}",
+        f"  drift per 100 frames {_figure(seq.drift_mm_per_100, 1)} mm, {_figure(seq.drift_deg_per_100, 2)} deg; "
+        f"jitter while still {_figure(seq.jitter_mm, 2)} mm, {_figure(seq.jitter_deg, 2)} deg ({seq.still_runs} runs)",
+        f"  full occlusions {seq.occlusions}, re-acquired {seq.reacquired}: median "
+        f"{_figure(seq.reacquisition_s_median, 2)} s, max {_figure(seq.reacquisition_s_max, 2)} s",
+    ]

@@ -44,8 +44,9 @@ NODES: dict[str, NodeSpec] = {
         ),
         NodeSpec(
             "tracker_node", "ros2_sixdpose.nodes.tracker_node", "TrackerNode", "sixdpose_tracker",
-            "image + camera_info -> poses tracked frame to frame (detector + estimator in-process when a track is "
-            "needed): ObjectPoseArray, PoseStamped, TF, markers, overlay",
+            "image + camera_info -> poses tracked frame to frame (detector + estimator in a child process when a "
+            "track is needed): ObjectPoseArray, PoseStamped, TF, markers, overlay",
+            ("detector", "estimator", "refiner", "tracking"),
         ),
     )
 }

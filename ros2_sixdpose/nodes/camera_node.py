@@ -6,10 +6,11 @@ starts answering frames, `deactivate` stops (frames are ignored), `cleanup` free
 `autostart` (the default) `spin` configures and activates each node at once, so one command starts it as
 before; `autostart:=false` leaves the transitions to a lifecycle manager (`/<node>/change_state`).
 
-Images and camera_info are taken with a best-effort, keep-last-1 profile, so a node busy with inference
-finds only the newest frame when it is free (stale frames are dropped, not queued). Inference runs in
-its own mutually exclusive callback group of a multi-threaded executor, so diagnostics, parameter
-services and the other callbacks stay responsive while a frame is processed.
+Images and camera_info are taken with a best-effort, keep-last-1 profile by a single-threaded executor
+whose image callback only hands the frame to the node's worker thread (`nodes.worker.LatestWorker`), which
+runs the inference on the newest frame: a frame that arrives while the worker is busy replaces the one
+waiting (stale frames are dropped and counted, never queued), and diagnostics, parameter services and TF
+stay responsive while a frame is processed.
 """
 from __future__ import annotations
 
@@ -20,10 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.callback_groups import CallbackGroup, MutuallyExclusiveCallbackGroup
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.exceptions import InvalidParameterTypeException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -36,6 +36,7 @@ from ros2_sixdpose.nodes.health import FrameCounters, LatencyStats, ProblemLog, 
 from ros2_sixdpose.nodes.params import declare_config, refuse_unknown_parameters
 from ros2_sixdpose.nodes.stages import OracleKeys
 from ros2_sixdpose.nodes.sync import CameraSubscriber
+from ros2_sixdpose.nodes.worker import LatestWorker
 from ros2_sixdpose.paths import package_root, resolve
 from ros2_sixdpose.pipeline import Frame
 from ros2_sixdpose.topics import CAMERA_INFO_TOPIC, DIAGNOSTICS_TOPIC, IMAGE_TOPIC
@@ -100,9 +101,10 @@ class CameraNode(LifecycleNode):
         self.counters = FrameCounters()
         self._last_stamp = 0  # ns of the latest image's stamp
         self._camera: CameraSubscriber | None = None
+        self._frame_worker: LatestWorker | None = None
         self.active = False  # frames are answered only in the lifecycle's active state
         self.configure_error: Exception | None = None  # why the last configure failed
-        self.inference_group = MutuallyExclusiveCallbackGroup()
+        self._workers: list[LatestWorker] = []
         self._diagnostics = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, RESULT_QOS)
         self.create_timer(self.settings.diagnostics_period, self._publish_diagnostics)
 
@@ -150,10 +152,32 @@ class CameraNode(LifecycleNode):
             raise self.configure_error or RuntimeError(f"node {self.get_name()} could not be configured")
         self.trigger_activate()
 
-    def subscribe_camera(self, callback: Callable[[Image, CameraInfo | None], None], group: CallbackGroup) -> None:
-        """Call `callback(image, camera_info or None)` for each image of the (remappable) camera topics."""
-        self._camera = CameraSubscriber(self, IMAGE_TOPIC, CAMERA_INFO_TOPIC, callback, IMAGE_QOS, group,
-                                        self.settings.sync_slop)
+    def worker(self, name: str, handle: Callable[[Any], None]) -> LatestWorker:
+        """A worker thread running `handle` on the newest item put (see `nodes.worker`); stopped with the node."""
+        worker = LatestWorker(f"{self.get_name()}_{name}", handle)
+        self._workers.append(worker)
+        return worker
+
+    def subscribe_camera(self, callback: Callable[[Image, CameraInfo | None], None], in_worker: bool = True) -> None:
+        """Call `callback(image, camera_info or None)` for the images of the (remappable) camera topics.
+
+        With `in_worker`, the callback runs in the node's frame worker on the newest frame (frames replaced while
+        it is busy are counted as skipped); otherwise in the executor's thread for every frame (cheap callbacks).
+        """
+        on_image = callback
+        if in_worker:
+            frames = self._frame_worker = self.worker("frames", lambda pair: callback(*pair))
+
+            def on_image(image: Image, info: CameraInfo | None) -> None:
+                frames.put((image, info))
+        self._camera = CameraSubscriber(self, IMAGE_TOPIC, CAMERA_INFO_TOPIC, on_image, IMAGE_QOS,
+                                        self.default_callback_group, self.settings.sync_slop)
+
+    def destroy_node(self) -> None:
+        """Stop the worker threads (the frame being processed finishes), then destroy the node."""
+        for worker in self._workers:
+            worker.stop()
+        super().destroy_node()
 
     def reject(self, kind: str, message: str) -> None:
         """Count a frame as rejected and log the problem the first time it occurs."""
@@ -241,17 +265,24 @@ class CameraNode(LifecycleNode):
         age = (self.get_clock().now().nanoseconds - stamp_ns(header.stamp)) / 1e9
         self.latency.add("age since stamp", age)
 
-    def _publish_diagnostics(self) -> None:
-        """Publish this node's DiagnosticStatus."""
+    def diagnostic_status(self) -> DiagnosticStatus:
+        """This node's DiagnosticStatus (subclasses add their own values)."""
         if self._camera is not None:
             self.counters.dropped = self._camera.drops.dropped
-        status = diagnostic_status(f"{self.get_name()}: pipeline", self.counters, self.latency, self.problems)
+        if self._frame_worker is not None:
+            self.counters.skipped = self._frame_worker.replaced
+        return diagnostic_status(f"{self.get_name()}: pipeline", self.counters, self.latency, self.problems)
+
+    def _publish_diagnostics(self) -> None:
+        """Publish this node's DiagnosticStatus."""
         header = Header(stamp=self.get_clock().now().to_msg())
-        self._diagnostics.publish(DiagnosticArray(header=header, status=[status]))
+        self._diagnostics.publish(DiagnosticArray(header=header, status=[self.diagnostic_status()]))
 
 
 def spin(node_factories: Sequence[Callable[[], Node]], args: list[str] | None = None) -> int:
-    """Init rclpy, build the nodes, spin them in one multi-threaded executor until shutdown; the exit code.
+    """Init rclpy, build the nodes, spin them in one single-threaded executor until shutdown; the exit code.
+
+    The executor's callbacks are cheap; each node's inference runs in its own worker thread (`CameraNode.worker`).
 
     Nodes with `autostart` are configured and activated first. A node that cannot start (missing or corrupt
     weights, a bad config value, an unknown object or parameter) is reported with the reason and gives exit code 1. Ctrl-C, SIGTERM or a shutdown at any
@@ -275,8 +306,7 @@ def spin(node_factories: Sequence[Callable[[], Node]], args: list[str] | None = 
                 raise  # a bug: keep its traceback
             rclpy.logging.get_logger("sixdpose").fatal(f"cannot start: {exc}")
             return 1
-        # Each node's inference group holds a thread while it works; the rest serve TF, diagnostics, services.
-        executor = MultiThreadedExecutor(num_threads=2 * len(nodes) + 1)
+        executor = SingleThreadedExecutor()
         for node in nodes:
             executor.add_node(node)
         executor.spin()

@@ -51,7 +51,7 @@ class DetectorNode(CameraNode):
         self._detections = self.create_publisher(DetectionArray, DETECTIONS_TOPIC, RESULT_QOS)
         self._detections2d = self.create_publisher(Detection2DArray, DETECTIONS_2D_TOPIC, RESULT_QOS)
         self._overlay = self.create_publisher(Image, DETECTIONS_OVERLAY_TOPIC, RESULT_QOS)
-        self.subscribe_camera(self.on_camera, self.inference_group)
+        self.subscribe_camera(self.on_camera)
 
     def build_stages(self) -> None:
         """Load the detector (and, for the oracle, the image keys of its scene)."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
-from ros2_sixdpose.topics import DROPPED_KEY, FRAME_COUNT_KEYS
+from ros2_sixdpose.topics import ARRIVED_KEY, DROPPED_KEY, FRAME_COUNT_KEYS, SKIPPED_KEY
 
 # Distinct problems remembered (and so logged once each); beyond, new ones are counted but not logged, so a
 # message that varies per frame cannot flood the log.
@@ -73,7 +73,13 @@ class FrameCounters:
     received: int = 0
     answered: int = 0
     rejected: int = 0
-    dropped: int = 0  # replaced by newer frames while the node was busy, before any callback saw them
+    dropped: int = 0  # replaced by newer frames in the middleware, before any callback saw them
+    skipped: int = 0  # taken by the subscription, then replaced by a newer frame before the node's worker took it
+
+    @property
+    def arrived(self) -> int:
+        """Every frame that reached the node, processed or not."""
+        return self.received + self.skipped + self.dropped
 
 
 def diagnostic_status(
@@ -90,7 +96,9 @@ def diagnostic_status(
     else:
         level, message = DiagnosticStatus.OK, "ok"
     values = [KeyValue(key=key, value=str(getattr(counters, what))) for what, key in FRAME_COUNT_KEYS.items()]
-    values.append(KeyValue(key=DROPPED_KEY, value=str(counters.dropped)))
+    values += [KeyValue(key=DROPPED_KEY, value=str(counters.dropped)),
+               KeyValue(key=SKIPPED_KEY, value=str(counters.skipped)),
+               KeyValue(key=ARRIVED_KEY, value=str(counters.arrived))]
     for stage, (median, p90) in sorted(latency.summary().items()):
         values.append(KeyValue(key=f"{stage} ms median", value=f"{1e3 * median:.1f}"))
         values.append(KeyValue(key=f"{stage} ms p90", value=f"{1e3 * p90:.1f}"))

@@ -97,12 +97,13 @@ class PoseEstimatorNode(CameraNode):
         self.detector_config = declare_config(self, DetectorConfig, resolve(self.root, settings.detector_config),
                                               "detector.")
         if settings.detections == "internal":
-            self.subscribe_camera(self.on_camera, self.inference_group)
+            self.subscribe_camera(self.on_camera)
         else:
             self.frames: StampBuffer[CameraFrame] = StampBuffer(settings.frame_buffer)
-            self.subscribe_camera(self.keep_frame, self.default_callback_group)
-            self.create_subscription(DetectionArray, DETECTIONS_TOPIC, self.on_detections, RESULT_QOS,
-                                     callback_group=self.inference_group)
+            self.subscribe_camera(self.keep_frame, in_worker=False)
+            # The estimation runs in a worker on the newest detections; the images are buffered in the executor.
+            estimate = self.worker("detections", self.on_detections)
+            self.create_subscription(DetectionArray, DETECTIONS_TOPIC, estimate.put, RESULT_QOS)
         self.add_on_set_parameters_callback(self._check_settings)
         self.add_post_set_parameters_callback(self._apply_settings)
 

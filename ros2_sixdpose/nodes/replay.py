@@ -322,7 +322,7 @@ class TopicRecorder(Node):
         self._writer.close()
 
 
-def _wait(condition: Callable[[], bool], timeout: float, check: Callable[[], None]) -> bool:
+def wait_until(condition: Callable[[], bool], timeout: float, check: Callable[[], None]) -> bool:
     """Poll `condition` until true (True) or `timeout` s pass (False); `check()` may raise to give up early."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -368,7 +368,7 @@ def replay(
 
         try:
             subscribed = time.time_ns()
-            ready = _wait(lambda: recorder.recording(POSES_TOPIC) and player.connected(node_names)
+            ready = wait_until(lambda: recorder.recording(POSES_TOPIC) and player.connected(node_names)
                           and recorder.diagnostics_since(node_names, subscribed), settings.start_timeout, check)
             if not ready:
                 raise ReplayError(f"the nodes {list(node_names)} did not come up within {settings.start_timeout:.0f} s "
@@ -380,10 +380,10 @@ def replay(
             stamps = [frame.stamp_ns for frame in published]
             # Drain: until every image is answered, or no new answer came within drain_timeout.
             while (count := recorder.answered(stamps)) < len(stamps):
-                if not _wait(lambda: recorder.answered(stamps) > count, settings.drain_timeout, check):
+                if not wait_until(lambda: recorder.answered(stamps) > count, settings.drain_timeout, check):
                     break
             drained = time.time_ns()
-            if not _wait(lambda: recorder.diagnostics_since(node_names, drained), settings.drain_timeout, check):
+            if not wait_until(lambda: recorder.diagnostics_since(node_names, drained), settings.drain_timeout, check):
                 logger.warning("no final diagnostics from every node within %.0f s; frame counts may be short",
                                settings.drain_timeout)
             logger.info("replayed %d images, %d answered, %d messages recorded into %s", len(published),

@@ -3,7 +3,11 @@
 Two kinds of evidence, both blurred so that a one-pixel move of the render changes them smoothly (the
 refiner differentiates them by finite differences):
 - silhouette: the render's coverage against the detection's mask, ignoring pixels that other detections
-  claim (there the object may be hidden behind a neighbour, so a missing mask pixel says nothing);
+  claim (there the object may be hidden behind a neighbour, so a missing mask pixel says nothing). Rendered
+  pixels outside the mask weigh `outside_weight` (< 1) against mask pixels the render misses (1): a mask
+  pixel not covered is always an error, while a covered pixel outside the mask may be hidden behind an
+  occluder that no detector knows (a distractor), and at full weight the search shrinks the render into
+  the visible part, pushing partly occluded objects away from the camera;
 - shading: the render gives each pixel its surface colour (albedo, lit by ambient light only) and its
   normal (from the rendered depth); a Lambertian model per colour channel,
   I_c = albedo_c * (a_c + b_c . n), is fitted to the observed colours by linear least squares, and the
@@ -36,16 +40,19 @@ class CompareConfig:
     """Weights and blur of the comparison (the `compare` section of config/refiner.yaml)."""
 
     blur_sigma: float = 1.5  # px of the crop; smooths both images and masks
+    outside_weight: float = 0.25  # weight of rendered pixels outside the mask in the silhouette residual and IoU
     shading_weight: float = 0.0  # per-pixel weight of the shading residual beside the silhouette's (1)
     score_shading_share: float = 0.5  # score = (1 - shares) IoU + shading share x shading fit ...
     score_detail_share: float = 0.3  # ... + detail share x detail correlation
 
     def __post_init__(self) -> None:
         shares = (self.score_shading_share, self.score_detail_share)
-        if not (self.blur_sigma >= 0 and self.shading_weight >= 0 and min(shares) >= 0 and sum(shares) <= 1):
+        if not (self.blur_sigma >= 0 and self.shading_weight >= 0 and 0 < self.outside_weight <= 1
+                and min(shares) >= 0 and sum(shares) <= 1):
             raise ValueError(
-                "need blur_sigma >= 0, shading_weight >= 0 and score shares >= 0 summing to at most 1 (the rest "
-                f"weighs the IoU), got {self.blur_sigma}, {self.shading_weight}, {shares}"
+                "need blur_sigma >= 0, shading_weight >= 0, 0 < outside_weight <= 1 and score shares >= 0 summing "
+                f"to at most 1 (the rest weighs the IoU), got {self.blur_sigma}, {self.shading_weight}, "
+                f"{self.outside_weight}, {shares}"
             )
 
 
@@ -147,7 +154,9 @@ def _overlap(view: ObjectView, obs: Observation, sigma: float) -> np.ndarray:
 
 def residuals(view: ObjectView, obs: Observation, config: CompareConfig) -> np.ndarray:
     """Residual vector of a render against the observation: silhouette (S^2,), then shading (3 S^2,) if weighted."""
-    silhouette = ((_blur(view.alpha, config.blur_sigma) - obs.mask) * obs.care).ravel()
+    difference = _blur(view.alpha, config.blur_sigma) - obs.mask
+    # Squared residuals weigh outside_weight where the render covers more than the mask: scale by its root.
+    silhouette = (np.where(difference > 0, np.sqrt(config.outside_weight), 1.0) * difference * obs.care).ravel()
     if config.shading_weight == 0:
         return silhouette
     overlap = _overlap(view, obs, config.blur_sigma)
@@ -161,11 +170,13 @@ def residuals(view: ObjectView, obs: Observation, config: CompareConfig) -> np.n
 def score(view: ObjectView, obs: Observation, config: CompareConfig) -> float:
     """Similarity in [0, 1]: silhouette IoU (pixels no other detection claims) blended with the shading fit.
 
+    The IoU counts rendered pixels outside the mask at `outside_weight`: |R & M| / (|M| + w |R - M|).
+
     The shading fit is 1 - RMS shading residual / RMS colour variation of the observed overlap, clipped to
     [0, 1]: how much of the object's appearance the render's albedo and normals explain under the best light.
     """
     rendered, observed, care = view.alpha > 0.5, obs.mask > 0.5, obs.care > 0.5
-    union = ((rendered | observed) & care).sum()
+    union = (observed & care).sum() + config.outside_weight * (rendered & ~observed & care).sum()
     iou = float((rendered & observed & care).sum() / union) if union else 0.0
     overlap = _overlap(view, obs, config.blur_sigma)
     total = float(overlap.sum())

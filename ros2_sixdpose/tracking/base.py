@@ -7,6 +7,7 @@ predicted) pose alone.
 from __future__ import annotations
 
 import abc
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,3 +42,7 @@ class FrameRefiner(abc.ABC):
 
         `others`: the other tracked instances [(obj_id, T_cam_obj (4, 4))], which may occlude this one.
         """
+
+    def copy_state(self, state: Any) -> Any:
+        """A copy of an instance's state that later `track` calls on either leave the other unchanged."""
+        return copy.deepcopy(state)

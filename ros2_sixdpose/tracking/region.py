@@ -10,6 +10,8 @@ and Hessian with respect to a pose variation feed one Newton step (`optimizer.py
 """
 from __future__ import annotations
 
+import copy
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,6 +124,12 @@ class RegionModality:
         self._first = F // 2 + config.distribution_length // 2
         # Candidate contour positions (segment boundaries), in segments from the line centre.
         self._positions = np.arange(config.distribution_length) + F / 2.0 - self._first
+
+    def copy(self) -> RegionModality:
+        """This modality with a copy of its histograms (learning rebinds their arrays, so a shallow copy is one)."""
+        twin = copy.copy(self)
+        twin.histograms = copy.copy(self.histograms)
+        return twin
 
     def correspondences(self, rgb: np.ndarray, T: np.ndarray, K: np.ndarray, iteration: int,
                         occlusion: np.ndarray | None = None) -> Lines:

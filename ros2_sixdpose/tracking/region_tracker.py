@@ -62,6 +62,10 @@ class RegionTracker(FrameRefiner):
             state.learn(rgb, T, K, occlusion)
         return RefinedPose(T, contrast * visible, visible)
 
+    def copy_state(self, state: RegionModality) -> RegionModality:
+        """The modality with its own histograms (the sparse viewpoint model, read-only, is shared)."""
+        return state.copy()
+
     def occlusion_mask(self, T: np.ndarray, camera: PinholeCamera,
                    others: Sequence[tuple[int, np.ndarray]]) -> np.ndarray | None:
         """(H, W) bool: the silhouettes (closest view's contour polygons) of the `others` nearer than T, or None."""
