@@ -5,7 +5,7 @@ import pytest
 from ros2_sixdpose.core.geometry import make_pose
 from ros2_sixdpose.core.objects import load_models
 from ros2_sixdpose.estimation.base import PoseEstimate
-from ros2_sixdpose.evaluation.refine_study import _match, roc
+from ros2_sixdpose.evaluation.refine_study import _by_visib, _Matched, _match, roc
 
 from conftest import MODELS
 
@@ -31,8 +31,16 @@ def test_match_takes_the_nearest_estimate_of_the_object_and_its_errors():
         PoseEstimate(5, truth, 1.0, "x"),  # another object at the very place: ignored
         PoseEstimate.none(4, "x", "no pose"),
     ]
-    m = _match(estimates, truth, 4, mug)
+    m = _match(estimates, truth, 4, mug, 0.8)
     assert m.translation == pytest.approx(0.02) and m.rotation == pytest.approx(0.0, abs=1e-6)
     assert m.error == pytest.approx(0.02 / mug.diameter)  # ADD of a pure shift is the shift
     assert m.score == 0.9
-    assert not np.isfinite(_match([estimates[3]], truth, 4, mug).error)
+    assert not np.isfinite(_match([estimates[3]], truth, 4, mug, 0.8).error)
+
+
+def test_visibility_bins_count_and_score_each_instance_once():
+    # Errors / diameter: 0.05 (right) and 0.2 (wrong) in 0.5-0.7; 0.01 (right) at 0.7 exactly goes to 0.7-0.9; none > 0.9.
+    matched = [_Matched(1, 0.6, 0.05), _Matched(1, 0.55, 0.2), _Matched(2, 0.7, 0.01), _Matched(3, 0.4, 0.0)]
+    recalls, counts = _by_visib(matched)
+    assert counts == (2, 1, 0)
+    assert recalls[:2] == (0.5, 1.0) and np.isnan(recalls[2])

@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
          _estimator_arguments, run_estimator),
         ("pipeline", "ms per 640x480 frame of detector + estimator, per stage and end to end, with 1 and 5 "
                      "objects, and peak RSS", _pipeline_arguments, run_pipeline),
-        ("refiner", "ms per object of retrieval + render-and-compare refinement from 15 deg / 2 cm starts",
+        ("refiner", "ms per object of the configured refiner (retrieval + render-and-compare, or RNNPose) from "
+         "15 deg / 2 cm starts",
          _refiner_arguments, run_refiner),
         ("tracking", "frames/s and accuracy of the tracker on a held-out 30 Hz sequence, 1 and 3 objects",
          _tracking_arguments, run_tracking),

@@ -50,6 +50,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="pipeline mode: refinement stage configuration (a file with `type: none` refines nothing)")
     parser.add_argument("--oracle", action="store_true",
                         help="pipeline mode: the split's ground-truth masks as detections, to score the estimator alone")
+    parser.add_argument("--init", default="estimator", metavar="estimator|perturbed[:ROT_DEG[,TRANS_CM]]",
+                        help="pipeline mode: where the refiner starts; perturbed: ground-truth masks and ground-truth "
+                        "poses turned up to ROT_DEG (15) per axis and shifted up to TRANS_CM / TRANS_CM / 5 TRANS_CM "
+                        "(1) cm, seeded by --init-seed, so refiners are compared from the same starts")
+    parser.add_argument("--init-seed", type=int, default=0, help="seed of the perturbed starts")
     parser.add_argument(
         "--metrics", type=_metric_list, default=METRICS, help=f"comma-separated subset of {','.join(METRICS)}"
     )
@@ -76,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.oracle and not args.pipeline:
         logger.error("sixdpose eval: --oracle needs --pipeline")
+        return 2
+    if args.init != "estimator" and not args.pipeline:
+        logger.error("sixdpose eval: --init needs --pipeline")
         return 2
     if args.pipeline and args.results is not None:
         logger.error("sixdpose eval: --pipeline writes its own results; leave out --results")
@@ -135,9 +143,17 @@ def _evaluate_pipeline(
     from ros2_sixdpose.evaluation.split_run import evaluate_pipeline
     from ros2_sixdpose.refinement.factory import RefinerConfig
 
+    refiner = load_config(RefinerConfig, args.refiner_config)
+    if args.init != "estimator":
+        from ros2_sixdpose.evaluation.perturbed_init import Perturbation, PerturbedTruth
+        from ros2_sixdpose.evaluation.split_run import score_pipeline
+        from ros2_sixdpose.pipeline import Pipeline
+        from ros2_sixdpose.refinement.factory import make_refiner
+
+        starts = PerturbedTruth(split, models, Perturbation.parse(args.init), args.init_seed)
+        return score_pipeline(Pipeline(starts, starts, make_refiner(refiner)), split, models, args.out, config)
     detector = DetectorConfig(type="oracle") if args.oracle else load_config(DetectorConfig, args.detector_config)
     estimator = load_config(EstimatorConfig, args.estimator_config)
-    refiner = load_config(RefinerConfig, args.refiner_config)
     return evaluate_pipeline(detector, estimator, split, models, args.out, config, refiner=refiner)
 
 

@@ -41,7 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     nocs.set_defaults(func=run)
     refine = studies.add_parser("refine", help="each estimator with and without the refiner, ground-truth masks "
                                                "and the learned detector")
-    _add_case_arguments(refine, DEFAULT_ESTIMATORS, "estimator configurations, in table order")
+    _add_case_arguments(refine, DEFAULT_ESTIMATORS, "estimator configurations, in table order (none: only the --init "
+                        "cases)")
+    refine.add_argument("--refiner-config", type=Path, nargs="+", default=[config_file("refiner.yaml")],
+                        help="refiner configurations; every case runs with each")
+    refine.add_argument("--init", nargs="*", default=[], metavar="perturbed[:ROT_DEG[,TRANS_CM]]",
+                        help="extra cases, first in the table: ground-truth masks and disturbed ground-truth poses "
+                        "(as `sixdpose eval --init`), e.g. perturbed:15 perturbed:30 perturbed:45")
     refine.add_argument("--out", type=Path, default=Path("docs/refine_study.md"),
                         help="Markdown report; the JSON and the PNG figure are written beside it")
     refine.set_defaults(func=run_refine)
@@ -59,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                      "masks and the learned detector, with MRC-Net's bin accuracy")
     _add_case_arguments(estimator, ESTIMATOR_STUDY_CONFIGS,
                         "estimator configurations, in table order (an MRC-Net one also gets the bin analysis)")
+    estimator.add_argument("--refiner-config", type=Path, default=config_file("refiner.yaml"))
     estimator.add_argument("--out", type=Path, default=Path("docs/estimator_study.md"),
                            help="Markdown report; its JSON is written beside it, each case's results in OUT.cases/")
     estimator.set_defaults(func=run_estimator)
@@ -74,12 +81,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_case_arguments(parser: argparse.ArgumentParser, estimators: tuple[str, ...], estimators_help: str) -> None:
-    """Options shared by `study refine` and `study estimator`: split, estimator configurations, detectors, refiner."""
+    """Options shared by `study refine` and `study estimator`: split, estimator configurations, detectors."""
     parser.add_argument("--dataset", type=Path, required=True, help="BOP data set root holding the held-out split")
     parser.add_argument("--split", default="test", help="held-out split (never used in training)")
-    parser.add_argument("--estimators", type=Path, nargs="+", default=[config_file(name) for name in estimators],
+    parser.add_argument("--estimators", type=Path, nargs="*", default=[config_file(name) for name in estimators],
                         help=estimators_help)
-    parser.add_argument("--refiner-config", type=Path, default=config_file("refiner.yaml"))
     parser.add_argument("--detector-config", type=Path, default=config_file("detector.yaml"),
                         help="the learned detector's configuration")
     parser.add_argument("--detectors", nargs="+", choices=("oracle", "learned"), default=["oracle", "learned"])
@@ -154,6 +160,15 @@ def _cases(args: argparse.Namespace) -> list:
             for d in args.detectors for path in args.estimators]
 
 
+def refiner_name(config_path: Path) -> str:
+    """A table name for a refiner configuration: 'render-compare (mesh)', 'RNNPose'."""
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.refinement.factory import RefinerConfig
+
+    config = load_config(RefinerConfig, config_path)
+    return "RNNPose" if config.type == "rnnpose" else f"{config.type.replace('_', '-')} ({config.views})"
+
+
 def run_refine(args: argparse.Namespace) -> int:
     """Run the refinement study and print its table; exit code 1 on bad input."""
     import torch
@@ -161,7 +176,10 @@ def run_refine(args: argparse.Namespace) -> int:
     from ros2_sixdpose.config import load_config
     from ros2_sixdpose.core.objects import load_models
     from ros2_sixdpose.data.bop import BopSplit
-    from ros2_sixdpose.evaluation.refine_study import run_study
+    from ros2_sixdpose.detection.base import DetectorConfig
+    from ros2_sixdpose.estimation.factory import EstimatorConfig
+    from ros2_sixdpose.evaluation.perturbed_init import Perturbation
+    from ros2_sixdpose.evaluation.refine_study import Case, run_study
     from ros2_sixdpose.paths import package_root
     from ros2_sixdpose.refinement.factory import RefinerConfig
 
@@ -169,13 +187,17 @@ def run_refine(args: argparse.Namespace) -> int:
     split = BopSplit(args.dataset, args.split)
     try:
         models = load_models(split.models_dir)
-        rows = run_study(_cases(args), load_config(RefinerConfig, args.refiner_config), split, models, args.min_visib,
-                         args.max_images, package_root(), args.out, invoked_command())
+        oracle = DetectorConfig(type="oracle")
+        inits = [Perturbation.parse(text) for text in args.init]
+        cases = [Case(p.label, EstimatorConfig(), DETECTOR_NAMES["oracle"], oracle, p) for p in inits]
+        refiners = {refiner_name(path): load_config(RefinerConfig, path) for path in args.refiner_config}
+        rows = run_study(cases + _cases(args), refiners, split, models, args.min_visib, args.max_images, package_root(),
+                         args.out, invoked_command())
     except (OSError, ValueError) as exc:
         logger.error("%s", exc)
         return 1
     for r in rows:
-        print(f"{r.estimator:<24}{r.detector:<20}{'refined' if r.refined else '':<9} ADD(-S) {r.add_s:.3f}  "
+        print(f"{r.estimator:<24}{r.detector:<20}{r.refiner:<16} ADD(-S) {r.add_s:.3f}  "
               f"AR_MSSD {r.ar_mssd:.3f}  AR_MSPD {r.ar_mspd:.3f}  {r.ms_per_object:.0f} ms/object")
     print(f"wrote {args.out}, {args.out.with_suffix('.json')}, {args.out.with_suffix('.png')}")
     return 0

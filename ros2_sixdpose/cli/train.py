@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_mrcnet_arguments(mrcnet)
     mrcnet.set_defaults(func=run_mrcnet)
+    rnnpose = networks.add_parser("rnnpose", help="RNNPose refiner: correspondence field, descriptors, weighted LM")
+    _add_rnnpose_arguments(rnnpose)
+    rnnpose.set_defaults(func=run_rnnpose)
 
 
 def _add_detector_arguments(parser: argparse.ArgumentParser) -> None:
@@ -273,4 +276,71 @@ def run_retrieval(args: argparse.Namespace) -> int:
     result = train(task, DataLoader(batches, batch_size=None), loop_config, args.out, run_info=run_info, until=args.until)
     print(f"step {result.history['step'][-1] if result.history['step'] else 0}: {result.final_metrics}")
     print(f"wrote {result.weights} (+ .json, .curves.png); checkpoint {result.checkpoint}")
+    return 0
+
+
+def _add_rnnpose_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `sixdpose train rnnpose`."""
+    parser.add_argument("--data", type=Path, required=True, help="BOP data set root (from `sixdpose synth`)")
+    parser.add_argument("--split", default="train", help="training split")
+    parser.add_argument("--val-data", type=Path, default=None, help="data set root of the validation split (default DATA)")
+    parser.add_argument("--val-split", default="val", help="validation split")
+    parser.add_argument("--out", type=Path, default=Path(WEIGHTS_DIR) / "rnnpose.pt", help="weights file to write")
+    parser.add_argument("--config", type=Path, default=None, help="RNNPoseTrainConfig YAML (default: code defaults)")
+    parser.add_argument("--refiner-config", type=Path, default=config_file("refiner_rnnpose.yaml"),
+                        help="the refiner's settings (crop size, iterations); its `rnnpose` key is read")
+    parser.add_argument("--models", type=Path, default=None, help="models folder (default DATA/models)")
+    parser.add_argument("--steps", type=int, default=2700)
+    parser.add_argument("--until", type=int, default=None, help="stop at this step (resumable)")
+    parser.add_argument("--lr", type=float, default=8e-4)
+    parser.add_argument("--eval-every", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, disturbances and augmentation")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--device", default="cpu", help="torch device of the network (cpu, cuda); references are "
+                        "rendered on the CPU either way")
+    parser.add_argument("--data-seeds", default="", help="free text recorded in the JSON, e.g. 'train 614, val 601'")
+
+
+def run_rnnpose(args: argparse.Namespace) -> int:
+    """`sixdpose train rnnpose`: train (or resume) and write weights, checkpoint, JSON, curves and flow / weight maps."""
+    import numpy as np
+    import torch
+    from torch.utils.data import DataLoader
+
+    from ros2_sixdpose.config import load_config
+    from ros2_sixdpose.core.objects import load_models
+    from ros2_sixdpose.data.bop import BopSplit
+    from ros2_sixdpose.refinement.factory import RefinerConfig
+    from ros2_sixdpose.refinement.rnnpose.train import (
+        RNNPoseTask, RNNPoseTrainConfig, TrainingBatches, instance_pool, make_batch,
+    )
+    from ros2_sixdpose.train.loop import TrainConfig, train
+
+    config = load_config(RNNPoseTrainConfig, args.config)
+    refiner = load_config(RefinerConfig, args.refiner_config if args.refiner_config.is_file() else None).rnnpose
+    torch.set_num_threads(args.threads)
+    models = load_models(args.models or args.data / "models")
+    pool = instance_pool(BopSplit(args.data, args.split), models, config)
+    val_pool = instance_pool(BopSplit(args.val_data or args.data, args.val_split), models,
+                             replace(config, min_visib_fract=0.5), limit=config.val_instances)
+    val = make_batch(val_pool, np.arange(len(val_pool.obj_id)), models, refiner, np.random.default_rng(args.seed),
+                     config.val_rot_deg, config.trans_sigma_m, gaussian=False)
+    task = RNNPoseTask(config, refiner, models, val, args.seed, args.device)
+    loop_config = TrainConfig(
+        steps=args.steps, lr=args.lr, warmup_steps=min(200, args.steps // 10), eval_every=args.eval_every,
+        checkpoint_every=min(100, args.eval_every), seed=args.seed, threads=args.threads,
+    )
+    run_info = {
+        "command": invoked_command(),
+        "data": str(args.data), "split": args.split, "val_data": str(args.val_data or args.data),
+        "val_split": args.val_split, "data_seeds": args.data_seeds, "device": args.device,
+        "train_instances": len(pool.obj_id), "val_instances": len(val.obj_ids),
+        "parameters": sum(p.numel() for p in task.net.parameters()),
+        "rnnpose_train_config": asdict(config), "refiner": asdict(refiner),
+    }
+    batches = TrainingBatches(pool, models, config, refiner, args.seed)
+    result = train(task, DataLoader(batches, batch_size=None), loop_config, args.out, run_info=run_info, until=args.until)
+    task.save_examples(args.out.with_name(args.out.name + ".examples.png"))
+    print(f"step {result.history['step'][-1] if result.history['step'] else 0}: {result.final_metrics}")
+    print(f"wrote {result.weights} (+ .json, .curves.png, .examples.png); checkpoint {result.checkpoint}")
     return 0

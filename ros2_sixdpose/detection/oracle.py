@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ros2_sixdpose.core.checks import check_rgb, mask_box
-from ros2_sixdpose.data.bop import BopSplit, SceneAnnotations, image_size, read_mask
+from ros2_sixdpose.data.bop import BopSplit, GtInstance, SceneAnnotations, image_size, read_mask
 from ros2_sixdpose.detection.base import Detection, Detector, ImageKey
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,10 @@ class OracleDetector(Detector):
 
     def detect(self, rgb: np.ndarray, key: ImageKey | None = None) -> list[Detection]:
         """Ground-truth detections of image `key`, in scene_gt.json order; `rgb` must have that image's size."""
+        return [detection for _, detection in self.detect_with_truth(rgb, key)]
+
+    def detect_with_truth(self, rgb: np.ndarray, key: ImageKey | None) -> list[tuple[GtInstance, Detection]]:
+        """`detect`'s detections, each with the ground-truth instance it shows (for evaluations that start from it)."""
         check_rgb(rgb)
         if key is None:
             raise ValueError("the oracle detector needs the image's key (scene_id, im_id) within its BOP split")
@@ -53,5 +57,5 @@ class OracleDetector(Detector):
                     f"{mask.shape[1]}x{mask.shape[0]}, image is {width}x{height}"
                 )
             if mask.any():
-                detections.append(Detection(object_id=instance.obj_id, box=mask_box(mask), mask=mask, score=1.0))
+                detections.append((instance, Detection(instance.obj_id, box=mask_box(mask), mask=mask, score=1.0)))
         return detections

@@ -61,7 +61,7 @@ def run_cases(
         if saved is None or saved["settings"] != json.loads(json.dumps(settings)) \
                 or saved["estimator"] != json.loads(json.dumps(asdict(case.estimator))):
             started = time.time()
-            rows, raw = run_case(case, refiner, split, models, min_visib, max_images, root)
+            rows, raw = run_case(case, refiner.type, refiner, split, models, min_visib, max_images, root)
             saved = {
                 "settings": settings, "estimator": asdict(case.estimator), "rows": [asdict(r) for r in rows],
                 "symmetry": {"alone": symmetry_recalls(raw["initial"], models),

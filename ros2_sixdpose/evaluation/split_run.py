@@ -70,7 +70,13 @@ def evaluate_pipeline(
     """
     if detector.type == "oracle" and not (detector.dataset or detector.split):
         detector = dataclasses.replace(detector, dataset=str(Path(split.root).resolve()), split=split.split)
-    pipeline = Pipeline.from_configs(detector, estimator, refiner, root)
+    return score_pipeline(Pipeline.from_configs(detector, estimator, refiner, root), split, models, out_dir,
+                          eval_config, progress)
+
+
+def score_pipeline(pipeline: Pipeline, split: BopSplit, models: Mapping[int, ObjectModel], out_dir: str | Path,
+                   eval_config: EvalConfig | None = None, progress: bool = True) -> EvalReport:
+    """Run a built pipeline over `split`, write OUT/results.csv, score it, write OUT/metrics.json."""
     results = run_on_split(pipeline, split, progress)
     out_dir = Path(out_dir)
     write_results_csv(out_dir / RESULTS_FILE, results)

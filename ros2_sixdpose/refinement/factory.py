@@ -13,15 +13,19 @@ from ros2_sixdpose.estimation.retrieval.retriever import RetrievalConfig
 from ros2_sixdpose.paths import GAUSSIANS_DIR, MODELS_DIR, resolve
 from ros2_sixdpose.refinement.base import PoseRefiner
 from ros2_sixdpose.refinement.render_compare import RenderCompareConfig, RenderCompareRefiner
+from ros2_sixdpose.refinement.rnnpose.refiner import RNNPoseConfig, RNNPoseRefiner, load_network
 from ros2_sixdpose.refinement.views import GaussianViews, MeshViews, ViewRenderer
 
-REFINER_TYPES = ("none", "render_compare")
+REFINER_TYPES = ("none", "render_compare", "rnnpose")
 VIEWS = ("mesh", "gaussian")
 
 
 @dataclass
 class RefinerConfig:
-    """Which refiner to build (`type`; "none" for no refinement) and the settings of each kind."""
+    """Which refiner to build (`type`; "none" for no refinement) and the settings of each kind.
+
+    rnnpose (config/refiner_rnnpose.yaml) renders with the mesh renderer and reads only models_dir and `rnnpose`.
+    """
 
     type: str = "render_compare"
     models_dir: str = MODELS_DIR  # BOP models folder of the objects to refine
@@ -33,6 +37,7 @@ class RefinerConfig:
     retrieval_hypotheses: int = 5
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     render_compare: RenderCompareConfig = field(default_factory=RenderCompareConfig)
+    rnnpose: RNNPoseConfig = field(default_factory=RNNPoseConfig)
 
     def __post_init__(self) -> None:
         if self.type not in REFINER_TYPES:
@@ -48,6 +53,9 @@ def make_refiner(config: RefinerConfig, root: str | Path = ".") -> PoseRefiner |
     if config.type == "none":
         return None
     models = load_models(resolve(root, config.models_dir))
+    if config.type == "rnnpose":
+        return RNNPoseRefiner(load_network(resolve(root, config.rnnpose.weights)), Renderer(models), models,
+                              config.rnnpose)
     views: ViewRenderer
     if config.views == "gaussian":
         folder = resolve(root, config.gaussians_dir)

@@ -15,10 +15,11 @@ from ros2_sixdpose.refinement.render_compare import RenderCompareConfig
 from ros2_sixdpose.tracking.base import FrameRefiner
 from ros2_sixdpose.tracking.region_tracker import RegionTracker
 from ros2_sixdpose.tracking.render_compare_tracker import RenderCompareTracker
+from ros2_sixdpose.tracking.rnnpose_tracker import RNNPoseTracker
 from ros2_sixdpose.tracking.settings import RegionConfig
 from ros2_sixdpose.tracking.tracker import Tracker, TrackerConfig
 
-FRAME_REFINERS = ("region", "render_compare")
+FRAME_REFINERS = ("region", "render_compare", "rnnpose")
 
 
 def _tracking_refiner() -> RefinerConfig:
@@ -32,7 +33,8 @@ class TrackingConfig:
     """Which per-frame refiner carries the tracks (`refiner`), its settings, and the state machine's."""
 
     # region: the region-based tracker (Stoiber et al.); render_compare: GS-Pose's render-and-compare from the
-    # previous pose against each frame's detections (runs the detector every frame)
+    # previous pose against each frame's detections (runs the detector every frame); rnnpose: RNNPose from the
+    # previous pose (no detector). One refiner for every object: the tracker has no per-object choice.
     refiner: str = "region"
     models_dir: str = MODELS_DIR
     cache_dir: str = "out/tracking_models"  # sparse viewpoint models are cached here ("" builds them at every start)
@@ -40,6 +42,8 @@ class TrackingConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     render_compare: RefinerConfig = field(default_factory=_tracking_refiner)
     detector_config: str = "config/detector.yaml"  # render_compare only: the per-frame detector
+    # refiner rnnpose: its settings (config/refiner_rnnpose.yaml's)
+    rnnpose: RefinerConfig = field(default_factory=lambda: RefinerConfig(type="rnnpose"))
 
     def __post_init__(self) -> None:
         if self.refiner not in FRAME_REFINERS:
@@ -51,6 +55,8 @@ def make_frame_refiner(config: TrackingConfig, root: str | Path = ".", object_id
     """The per-frame refiner `config.refiner` names, for `object_ids` (default: every model); render_compare
     uses `detector` (default: one built from `config.detector_config`)."""
     models = load_models(resolve(root, config.models_dir), object_ids)
+    if config.refiner == "rnnpose":
+        return RNNPoseTracker(make_refiner(config.rnnpose, root))
     if config.refiner == "render_compare":
         if detector is None:
             detector = make_detector(load_config(DetectorConfig, resolve(root, config.detector_config)), root)
