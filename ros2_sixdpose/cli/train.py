@@ -7,7 +7,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ros2_sixdpose.cli.common import invoked_command
+from ros2_sixdpose.cli.common import add_training_arguments, invoked_command, training_run_info, training_schedule
 from ros2_sixdpose.cli.train_mrcnet import add_mrcnet_arguments, run_mrcnet
 from ros2_sixdpose.paths import WEIGHTS_DIR, config_file
 
@@ -85,7 +85,7 @@ def run_detector(args: argparse.Namespace) -> int:
     from ros2_sixdpose.detection.train import (
         DETECTOR_AUGMENT, CachedFrames, DetectorTask, DetectorTrainConfig, start_from,
     )
-    from ros2_sixdpose.train.loop import TrainConfig, train
+    from ros2_sixdpose.train.loop import train
 
     detector_config = load_config(DetectorConfig, args.config if args.config.is_file() else None)
     models_dir = args.models or args.data / "models"
@@ -93,10 +93,7 @@ def run_detector(args: argparse.Namespace) -> int:
     augment_config = DETECTOR_AUGMENT if args.augment == "on" else AugmentConfig(enabled=False)
     batch_size = DetectorTrainConfig.batch_size if args.batch_size is None else args.batch_size
     config = DetectorTrainConfig(batch_size=batch_size, val_images=args.val_images, augment=augment_config)
-    loop_config = TrainConfig(
-        steps=args.steps, lr=args.lr, warmup_steps=min(500, args.steps // 10), eval_every=args.eval_every,
-        checkpoint_every=min(500, args.eval_every), seed=args.seed, threads=args.threads,
-    )
+    loop_config = training_schedule(args, 500, 500)
     torch.set_num_threads(args.threads)
     train_split = BopSplit(args.data, args.split)
     width, height = _frame_size(train_split)
@@ -169,7 +166,7 @@ def run_nocs(args: argparse.Namespace) -> int:
     from ros2_sixdpose.data.bop import BopSplit
     from ros2_sixdpose.data.views import ViewConfig
     from ros2_sixdpose.estimation.train import TASKS, NocsTrainConfig, cached_crops
-    from ros2_sixdpose.train.loop import TrainConfig, train
+    from ros2_sixdpose.train.loop import train
 
     if args.model not in TASKS:
         logger.error("sixdpose train nocs: --model must be one of %s, got %r", ", ".join(TASKS), args.model)
@@ -186,10 +183,7 @@ def run_nocs(args: argparse.Namespace) -> int:
     loader = DataLoader(train_crops, batch_size=config.batch_size, shuffle=True, drop_last=True,
                         generator=torch.Generator().manual_seed(args.seed))
     task = TASKS[args.model](config, sorted(models), val_crops, args.seed)
-    loop_config = TrainConfig(
-        steps=args.steps, lr=args.lr, warmup_steps=min(100, args.steps // 10), eval_every=args.eval_every,
-        checkpoint_every=min(100, args.eval_every), seed=args.seed, threads=args.threads,
-    )
+    loop_config = training_schedule(args, 100, 100)
     run_info = {
         "command": invoked_command(),
         "model": args.model,
@@ -212,24 +206,15 @@ def run_nocs(args: argparse.Namespace) -> int:
 
 def _add_retrieval_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `sixdpose train retrieval`."""
-    parser.add_argument("--data", type=Path, required=True, help="BOP data set root (from `sixdpose synth`)")
-    parser.add_argument("--split", default="train", help="training split")
-    parser.add_argument("--val-data", type=Path, default=None, help="data set root of the validation split (default DATA)")
-    parser.add_argument("--val-split", default="val", help="validation split")
-    parser.add_argument("--out", type=Path, default=Path(WEIGHTS_DIR) / "retrieval_encoder.pt", help="weights file to write")
-    parser.add_argument("--config", type=Path, default=None, help="RetrievalTrainConfig YAML (default: code defaults)")
+    add_training_arguments(
+        parser, split="train", out=Path(WEIGHTS_DIR) / "retrieval_encoder.pt",
+        config_help="RetrievalTrainConfig YAML (default: code defaults)", steps=2000, lr=1e-3, eval_every=250,
+        seed_help="seed of initialisation, rotations, lights and augmentation",
+        device_help="torch device of the encoder (cpu, cuda); batches are rendered on the CPU either way",
+        seeds_example="train 707, val 601")
     parser.add_argument("--retrieval-config", type=Path, default=config_file("estimator_retrieval.yaml"),
                         help="the estimator's settings (template banks); its `retrieval` key is read")
     parser.add_argument("--models", type=Path, default=None, help="models folder (default: the object set's)")
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--until", type=int, default=None, help="stop at this step (resumable)")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--eval-every", type=int, default=250)
-    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, rotations, lights and augmentation")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--device", default="cpu", help="torch device of the encoder (cpu, cuda); batches are "
-                        "rendered on the CPU either way")
-    parser.add_argument("--data-seeds", default="", help="free text recorded in the JSON, e.g. 'train 707, val 601'")
 
 
 def run_retrieval(args: argparse.Namespace) -> int:
@@ -246,7 +231,7 @@ def run_retrieval(args: argparse.Namespace) -> int:
         ContrastiveBatches, RetrievalTask, RetrievalTrainConfig, scene_pool, validation_instances,
     )
     from ros2_sixdpose.paths import models_dir, under_root
-    from ros2_sixdpose.train.loop import TrainConfig, train
+    from ros2_sixdpose.train.loop import train
 
     config = load_config(RetrievalTrainConfig, args.config)
     retrieval = load_config(EstimatorConfig, args.retrieval_config if args.retrieval_config.is_file() else None).retrieval
@@ -261,14 +246,9 @@ def run_retrieval(args: argparse.Namespace) -> int:
     val = validation_instances(BopSplit(args.val_data or args.data, args.val_split), config.val_instances, 0.5)
     batches = ContrastiveBatches(pool, models, config, retrieval.bank, args.seed)
     task = RetrievalTask(config, val, models, retrieval, banks, args.device)
-    loop_config = TrainConfig(
-        steps=args.steps, lr=args.lr, warmup_steps=min(100, args.steps // 10), eval_every=args.eval_every,
-        checkpoint_every=min(100, args.eval_every), seed=args.seed, threads=args.threads,
-    )
+    loop_config = training_schedule(args, 100, 100)
     run_info = {
-        "command": invoked_command(),
-        "data": str(args.data), "split": args.split, "val_data": str(args.val_data or args.data),
-        "val_split": args.val_split, "data_seeds": args.data_seeds, "device": args.device,
+        **training_run_info(args),
         "scene_instances": len(pool.obj_id), "val_instances": len(val),
         "parameters": sum(p.numel() for p in task.net.parameters()),
         "retrieval_train_config": asdict(config), "bank": asdict(retrieval.bank),
@@ -281,24 +261,15 @@ def run_retrieval(args: argparse.Namespace) -> int:
 
 def _add_rnnpose_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `sixdpose train rnnpose`."""
-    parser.add_argument("--data", type=Path, required=True, help="BOP data set root (from `sixdpose synth`)")
-    parser.add_argument("--split", default="train", help="training split")
-    parser.add_argument("--val-data", type=Path, default=None, help="data set root of the validation split (default DATA)")
-    parser.add_argument("--val-split", default="val", help="validation split")
-    parser.add_argument("--out", type=Path, default=Path(WEIGHTS_DIR) / "rnnpose.pt", help="weights file to write")
-    parser.add_argument("--config", type=Path, default=None, help="RNNPoseTrainConfig YAML (default: code defaults)")
+    add_training_arguments(
+        parser, split="train", out=Path(WEIGHTS_DIR) / "rnnpose.pt",
+        config_help="RNNPoseTrainConfig YAML (default: code defaults)", steps=2700, lr=8e-4, eval_every=300,
+        seed_help="seed of initialisation, disturbances and augmentation",
+        device_help="torch device of the network (cpu, cuda); references are rendered on the CPU either way",
+        seeds_example="train 614, val 601")
     parser.add_argument("--refiner-config", type=Path, default=config_file("refiner_rnnpose.yaml"),
                         help="the refiner's settings (crop size, iterations); its `rnnpose` key is read")
     parser.add_argument("--models", type=Path, default=None, help="models folder (default DATA/models)")
-    parser.add_argument("--steps", type=int, default=2700)
-    parser.add_argument("--until", type=int, default=None, help="stop at this step (resumable)")
-    parser.add_argument("--lr", type=float, default=8e-4)
-    parser.add_argument("--eval-every", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, disturbances and augmentation")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--device", default="cpu", help="torch device of the network (cpu, cuda); references are "
-                        "rendered on the CPU either way")
-    parser.add_argument("--data-seeds", default="", help="free text recorded in the JSON, e.g. 'train 614, val 601'")
 
 
 def run_rnnpose(args: argparse.Namespace) -> int:
@@ -314,7 +285,7 @@ def run_rnnpose(args: argparse.Namespace) -> int:
     from ros2_sixdpose.refinement.rnnpose.train import (
         RNNPoseTask, RNNPoseTrainConfig, TrainingBatches, instance_pool, make_batch,
     )
-    from ros2_sixdpose.train.loop import TrainConfig, train
+    from ros2_sixdpose.train.loop import train
 
     config = load_config(RNNPoseTrainConfig, args.config)
     refiner = load_config(RefinerConfig, args.refiner_config if args.refiner_config.is_file() else None).rnnpose
@@ -326,14 +297,9 @@ def run_rnnpose(args: argparse.Namespace) -> int:
     val = make_batch(val_pool, np.arange(len(val_pool.obj_id)), models, refiner, np.random.default_rng(args.seed),
                      config.val_rot_deg, config.trans_sigma_m, gaussian=False)
     task = RNNPoseTask(config, refiner, models, val, args.seed, args.device)
-    loop_config = TrainConfig(
-        steps=args.steps, lr=args.lr, warmup_steps=min(200, args.steps // 10), eval_every=args.eval_every,
-        checkpoint_every=min(100, args.eval_every), seed=args.seed, threads=args.threads,
-    )
+    loop_config = training_schedule(args, 200, 100)
     run_info = {
-        "command": invoked_command(),
-        "data": str(args.data), "split": args.split, "val_data": str(args.val_data or args.data),
-        "val_split": args.val_split, "data_seeds": args.data_seeds, "device": args.device,
+        **training_run_info(args),
         "train_instances": len(pool.obj_id), "val_instances": len(val.obj_ids),
         "parameters": sum(p.numel() for p in task.net.parameters()),
         "rnnpose_train_config": asdict(config), "refiner": asdict(refiner),

@@ -6,7 +6,7 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from ros2_sixdpose.cli.common import invoked_command
+from ros2_sixdpose.cli.common import add_training_arguments, training_run_info, training_schedule
 from ros2_sixdpose.paths import OUT_DIR, WEIGHTS_DIR
 
 logger = logging.getLogger(__name__)
@@ -14,23 +14,14 @@ logger = logging.getLogger(__name__)
 
 def add_mrcnet_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `sixdpose train mrcnet`."""
-    parser.add_argument("--data", type=Path, required=True, help="BOP data set root (from `sixdpose synth`)")
-    parser.add_argument("--split", default="train_pbr", help="training split")
-    parser.add_argument("--val-data", type=Path, default=None, help="data set root of the validation split (default DATA)")
-    parser.add_argument("--val-split", default="val", help="validation split")
-    parser.add_argument("--out", type=Path, default=Path(WEIGHTS_DIR) / "mrcnet.pt", help="weights file to write")
-    parser.add_argument("--config", type=Path, default=None, help="MrcTrainConfig YAML (default: code defaults)")
+    add_training_arguments(
+        parser, split="train_pbr", out=Path(WEIGHTS_DIR) / "mrcnet.pt",
+        config_help="MrcTrainConfig YAML (default: code defaults)", steps=6000, lr=1e-3, eval_every=500,
+        seed_help="seed of initialisation, jitter, initial poses, augmentation",
+        device_help="torch device of the network (cpu, cuda); renders stay on the CPU", seeds_example="train 150, val 601")
     parser.add_argument("--models", type=Path, default=None, help="models folder (default DATA/models)")
     parser.add_argument("--cache-dir", type=Path, default=Path(OUT_DIR) / "mrcnet" / "cache",
                         help="where the crop caches (with their rendered initial poses) are kept")
-    parser.add_argument("--steps", type=int, default=6000)
-    parser.add_argument("--until", type=int, default=None, help="stop at this step (resumable)")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--eval-every", type=int, default=500)
-    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, jitter, initial poses, augmentation")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--device", default="cpu", help="torch device of the network (cpu, cuda); renders stay on the CPU")
-    parser.add_argument("--data-seeds", default="", help="free text recorded in the JSON, e.g. 'train 150, val 601'")
     parser.add_argument("--residual-from", type=Path, default=None,
                         help="train only the residual stage (MRC layer and regressor) on the frozen encoder and "
                              "classifier of these MRC-Net weights")
@@ -50,7 +41,7 @@ def run_mrcnet(args: argparse.Namespace) -> int:
     from ros2_sixdpose.estimation.mrcnet.predictor import load_mrcnet
     from ros2_sixdpose.estimation.mrcnet.train import MrcTask, MrcTrainConfig, cached_mrc_crops
     from ros2_sixdpose.estimation.mrcnet.visualize import save_examples
-    from ros2_sixdpose.train.loop import TrainConfig, train
+    from ros2_sixdpose.train.loop import train
 
     config = load_config(MrcTrainConfig, args.config)
     torch.set_num_threads(args.threads)
@@ -72,14 +63,9 @@ def run_mrcnet(args: argparse.Namespace) -> int:
                             generator=torch.Generator().manual_seed(args.seed))
         stage1_from = load_mrcnet(args.residual_from)[0] if args.residual_from is not None else None
         task = MrcTask(config, models, object_ids, val_crops, renderer, args.seed, args.device, stage1_from)
-        loop_config = TrainConfig(
-            steps=args.steps, lr=args.lr, warmup_steps=min(200, args.steps // 10), eval_every=args.eval_every,
-            checkpoint_every=min(250, args.eval_every), seed=args.seed, threads=args.threads,
-        )
+        loop_config = training_schedule(args, 200, 250)
         run_info = {
-            "command": invoked_command(),
-            "data": str(args.data), "split": args.split, "val_data": str(args.val_data or args.data),
-            "val_split": args.val_split, "data_seeds": args.data_seeds, "device": args.device,
+            **training_run_info(args),
             "train_crops": len(train_crops), "val_crops": len(val_crops), "object_ids": object_ids,
             "parameters": sum(p.numel() for p in task.net.parameters()),
             "residual_from": str(args.residual_from) if args.residual_from is not None else None,
