@@ -1,4 +1,5 @@
 """Session-wide test environment (ROS logs and Mesa's shader cache in temporary folders) and shared fixtures."""
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +12,13 @@ from ros2_sixdpose.detection.oracle import OracleDetector
 from ros2_sixdpose.evaluation.split_run import split_frames
 
 MODELS = Path(__file__).resolve().parents[1] / "assets" / "models"
+
+# A suite started in the background of a non-interactive shell (`make test &`, nohup) inherits SIGINT ignored, and
+# every command and node it starts would inherit that too (an ignored signal stays ignored across exec), so the
+# Ctrl-C tests would see their SIGINT vanish. A handled signal is reset to the default on exec: children start as
+# from a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)
