@@ -65,7 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                      "masks and the learned detector, with MRC-Net's bin accuracy")
     _add_case_arguments(estimator, ESTIMATOR_STUDY_CONFIGS,
                         "estimator configurations, in table order (an MRC-Net one also gets the bin analysis)")
-    estimator.add_argument("--refiner-config", type=Path, default=config_file("refiner.yaml"))
+    estimator.add_argument("--refiner-config", type=Path, default=config_file("refiner.yaml"),
+                           help="the refiner after each estimator (its rows: 'refined')")
     estimator.add_argument("--out", type=Path, default=Path("docs/estimator_study.md"),
                            help="Markdown report; its JSON is written beside it, each case's results in OUT.cases/")
     estimator.set_defaults(func=run_estimator)
