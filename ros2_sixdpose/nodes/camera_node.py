@@ -279,6 +279,17 @@ class CameraNode(LifecycleNode):
         self._diagnostics.publish(DiagnosticArray(header=header, status=[self.diagnostic_status()]))
 
 
+def _interrupted(signum: int, frame: Any) -> None:
+    """The first Ctrl-C or SIGTERM: ignore both from now on, then unwind to `spin`'s clean-up.
+
+    Ignoring them only in the clean-up left a window: a second Ctrl-C while the stack unwound raised inside
+    rclpy's `Future.__del__` and printed an "Exception ignored" traceback.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def spin(node_factories: Sequence[Callable[[], Node]], args: list[str] | None = None) -> int:
     """Init rclpy, build the nodes, spin them in one single-threaded executor until shutdown; the exit code.
 
@@ -291,6 +302,8 @@ def spin(node_factories: Sequence[Callable[[], Node]], args: list[str] | None = 
     """
     nodes: list[Node] = []
     executor = None
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before rclpy.init, whose handlers then chain to this one
+        signal.signal(sig, _interrupted)
     try:
         rclpy.init(args=args)
         try:
