@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -329,6 +330,25 @@ def test_latency_median_and_p90_and_diagnostic_levels():
     problems.report("image", "bad")
     status = diagnostic_status("n", counters, latency, problems)
     assert status.level == DiagnosticStatus.WARN and status.message == "image: bad"
+
+
+def test_diagnostics_are_read_safely_while_a_worker_thread_records():
+    """The worker thread adds stages and problems while the executor thread builds /diagnostics (a CI failure:
+    'dictionary changed size during iteration' when a new stage appeared mid-summary)."""
+    latency, problems, counters = LatencyStats(), ProblemLog(lambda message: None), FrameCounters(answered=1)
+
+    def record() -> None:
+        for n in range(3000):  # every stage and problem kind new, so each one changes the dictionaries' sizes
+            latency.add(f"stage {n}", 0.001)
+            problems.report(f"kind {n}", "bad")
+
+    worker = threading.Thread(target=record)
+    worker.start()
+    while worker.is_alive():
+        diagnostic_status("n", counters, latency, problems)
+    worker.join()
+    values = {v.key for v in diagnostic_status("n", counters, latency, problems).values}
+    assert "stage 0 ms median" in values and "problems kind 0" in values
 
 
 # ---------------------------------------------------------------- drawing and markers

@@ -1,6 +1,7 @@
 """Node health: each distinct problem logged once, per-stage latency statistics, and their DiagnosticStatus."""
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,8 @@ class ProblemLog:
     """Logs the first occurrence of each distinct problem with `warn`, counts all, remembers the latest.
 
     A problem is distinct by its kind ('image', 'camera_info', ...) and message, so a camera that keeps
-    sending a wrong encoding gives one log line, and a second, different fault gives one more.
+    sending a wrong encoding gives one log line, and a second, different fault gives one more. Thread-safe:
+    a node's worker thread reports while its executor thread publishes diagnostics.
     """
 
     warn: Callable[[str], None]
@@ -29,20 +31,23 @@ class ProblemLog:
     latest: str = ""  # message of the newest problem, '' once a frame went through after it
     _seen: set[tuple[str, str]] = field(default_factory=set)
     _full: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def report(self, kind: str, message: str) -> bool:
         """Count a problem of `kind`; log it if this (kind, message) was not seen before. True if logged."""
-        self.counts[kind] = self.counts.get(kind, 0) + 1
-        self.latest = f"{kind}: {message}"
-        key = (kind, message)
-        if key in self._seen or self._full:
-            return False
-        if len(self._seen) == MAX_DISTINCT_PROBLEMS:
-            self._full = True
-            self.warn(f"{self.latest} (the {MAX_DISTINCT_PROBLEMS + 1}th distinct problem: no more are logged)")
-            return True
-        self._seen.add(key)
-        self.warn(f"{self.latest} (logged once; later occurrences are counted in /diagnostics)")
+        with self._lock:
+            self.counts = {**self.counts, kind: self.counts.get(kind, 0) + 1}  # a new dict: readers hold the old
+            self.latest = f"{kind}: {message}"
+            key = (kind, message)
+            if key in self._seen or self._full:
+                return False
+            if len(self._seen) == MAX_DISTINCT_PROBLEMS:
+                self._full = True
+                line = f"{self.latest} (the {MAX_DISTINCT_PROBLEMS + 1}th distinct problem: no more are logged)"
+            else:
+                self._seen.add(key)
+                line = f"{self.latest} (logged once; later occurrences are counted in /diagnostics)"
+        self.warn(line)
         return True
 
     def frame_ok(self) -> None:
@@ -51,19 +56,26 @@ class ProblemLog:
 
 
 class LatencyStats:
-    """Median and 90th percentile of the last LATENCY_WINDOW durations of each named stage, in seconds."""
+    """Median and 90th percentile of the last LATENCY_WINDOW durations of each named stage, in seconds.
+
+    Thread-safe: a node's worker thread adds durations while its executor thread summarises them.
+    """
 
     def __init__(self, window: int = LATENCY_WINDOW) -> None:
         self._window = window
         self._samples: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
 
     def add(self, stage: str, seconds: float) -> None:
         """Record one duration of `stage`."""
-        self._samples.setdefault(stage, deque(maxlen=self._window)).append(seconds)
+        with self._lock:
+            self._samples.setdefault(stage, deque(maxlen=self._window)).append(seconds)
 
     def summary(self) -> dict[str, tuple[float, float]]:
         """Per stage, (median, p90) seconds over the window."""
-        return {stage: (float(np.median(s)), float(np.percentile(s, 90))) for stage, s in self._samples.items() if s}
+        with self._lock:
+            samples = {stage: list(s) for stage, s in self._samples.items() if s}
+        return {stage: (float(np.median(s)), float(np.percentile(s, 90))) for stage, s in samples.items()}
 
 
 @dataclass
