@@ -15,7 +15,8 @@ from ros2_sixdpose.estimation.base import PoseEstimate
 from ros2_sixdpose.evaluation.perturbed_init import Perturbation, PerturbedTruth
 from ros2_sixdpose.core.perturb import TRANSLATION_PATTERN_M, perturb_pose
 from ros2_sixdpose.paths import package_root, weights_file
-from ros2_sixdpose.refinement.factory import RefinerConfig
+from ros2_sixdpose.refinement.factory import RefinerConfig, make_refiner
+from ros2_sixdpose.refinement.per_object import PerObjectRefinerConfig
 from ros2_sixdpose.refinement.rnnpose.loop import LM_STRIDE, pixel_grid, reference_tensors
 from ros2_sixdpose.refinement.rnnpose.network import RNNPoseNet
 from ros2_sixdpose.refinement.rnnpose.pose_solver import lm_step, project
@@ -26,6 +27,7 @@ from ros2_sixdpose.refinement.rnnpose.train import (
     RNNPoseTrainConfig, alignment_error, ground_truth_flow, instance_pool, make_batch,
 )
 from ros2_sixdpose.tracking.factory import TrackingConfig, make_frame_refiner
+from ros2_sixdpose.tracking.per_object import PerObjectTrackingConfig
 from ros2_sixdpose.tracking.rnnpose_tracker import RNNPoseTracker
 
 from conftest import MODELS
@@ -202,6 +204,63 @@ def test_tracker_runs_rnnpose_as_its_per_frame_refiner(split):
     assert tracker.track(start.object_id, rgb, camera, start.T_cam_obj).visible == pytest.approx(1.0)
     assert 0.3 < out.visible < 0.7
 
+
+
+def _first_image_starts(split, models, rot_deg: float = 15.0):
+    """rgb, camera, oracle detections and their perturbed ground-truth starts of the split's first image."""
+    scene_id = split.scene_ids()[0]
+    rgb = read_rgb(split.rgb_path(scene_id, 0))
+    camera = PinholeCamera(split.read_scene(scene_id).camera[0].K, rgb.shape[1], rgb.shape[0])
+    starts = PerturbedTruth(split, models, Perturbation(rot_deg))
+    detections = starts.detect(rgb, ImageKey(scene_id, 0))
+    return rgb, camera, detections, starts.estimate(rgb, camera, detections)
+
+
+def test_the_refiner_is_chosen_per_object_by_configuration(refiner, split):
+    """`type: per_object`: RNNPose for one object, no refinement for another, render-and-compare for the rest; each
+    result is its own refiner's, in the detections' order."""
+    rgb, camera, detections, estimates = _first_image_starts(split, refiner.models)
+    objects = sorted({d.object_id for d in detections})
+    assert len(objects) >= 3
+    choice = PerObjectRefinerConfig(object_ids=objects[:2], methods=["rnnpose", "none"])
+    mixed = make_refiner(RefinerConfig(type="per_object", per_object=choice), package_root())
+    out = mixed.refine(rgb, camera, detections, estimates)
+    by_rnnpose = refiner.refine(rgb, camera, detections, estimates)
+    by_render_compare = make_refiner(RefinerConfig(), package_root()).refine(rgb, camera, detections, estimates)
+    assert [e.object_id for e in out] == [d.object_id for d in detections]
+    methods = set()
+    for got, start, a, b in zip(out, estimates, by_rnnpose, by_render_compare):
+        expected = {objects[0]: a, objects[1]: start}.get(got.object_id, b)
+        methods.add(expected.method)
+        assert got.method == expected.method and got.score == pytest.approx(expected.score)
+        np.testing.assert_allclose(got.T_cam_obj, expected.T_cam_obj, atol=1e-9)
+    assert methods == {"perturbed+rnnpose", "perturbed", "perturbed+gs_refine"}
+    with pytest.raises(ValueError, match="must be among"):
+        RefinerConfig(type="per_object", per_object=PerObjectRefinerConfig(object_ids=[1], methods=["magic"]))
+
+
+def test_the_tracker_carries_each_object_with_its_configured_refiner(split):
+    """Tracker `refiner: per_object`: RNNPose carries one object, the region tracker the others."""
+    models = load_models(MODELS)
+    rgb, camera, detections, estimates = _first_image_starts(split, models, 5.0)
+    first = detections[0].object_id
+    config = TrackingConfig(refiner="per_object", per_object=PerObjectTrackingConfig(object_ids=[first],
+                                                                                     methods=["rnnpose"]))
+    tracker = make_frame_refiner(config, package_root())
+    assert set(tracker.refiners) == {"rnnpose", "region"}
+    assert sorted(tracker.refiners["region"].views) == sorted(set(models) - {first})  # built for its objects only
+    alone = {"rnnpose": make_frame_refiner(TrackingConfig(refiner="rnnpose"), package_root()),
+             "region": tracker.refiners["region"]}
+    for estimate in estimates:
+        method = "rnnpose" if estimate.object_id == first else "region"
+        state = tracker.start(estimate.object_id, rgb, camera, estimate.T_cam_obj)
+        assert state.method == method
+        got = tracker.track(state, rgb, camera, estimate.T_cam_obj)
+        reference = alone[method]
+        expected = reference.track(reference.start(estimate.object_id, rgb, camera, estimate.T_cam_obj), rgb, camera,
+                                   estimate.T_cam_obj)
+        np.testing.assert_allclose(got.T_cam_obj, expected.T_cam_obj, atol=1e-9)
+        assert got.score == pytest.approx(expected.score)
 
 
 def test_perturbed_init_parses_degrees_and_the_scaled_shift_pattern():

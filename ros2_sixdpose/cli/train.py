@@ -270,6 +270,8 @@ def _add_rnnpose_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refiner-config", type=Path, default=config_file("refiner_rnnpose.yaml"),
                         help="the refiner's settings (crop size, iterations); its `rnnpose` key is read")
     parser.add_argument("--models", type=Path, default=None, help="models folder (default DATA/models)")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from these RNNPose weights (training on; a fresh optimizer and schedule)")
 
 
 def run_rnnpose(args: argparse.Namespace) -> int:
@@ -297,9 +299,11 @@ def run_rnnpose(args: argparse.Namespace) -> int:
     val = make_batch(val_pool, np.arange(len(val_pool.obj_id)), models, refiner, np.random.default_rng(args.seed),
                      config.val_rot_deg, config.trans_sigma_m, gaussian=False)
     task = RNNPoseTask(config, refiner, models, val, args.seed, args.device)
+    if args.init is not None:
+        task.start_from(args.init)
     loop_config = training_schedule(args, 200, 100)
     run_info = {
-        **training_run_info(args),
+        **training_run_info(args), "init": str(args.init) if args.init is not None else None,
         "train_instances": len(pool.obj_id), "val_instances": len(val.obj_ids),
         "parameters": sum(p.numel() for p in task.net.parameters()),
         "rnnpose_train_config": asdict(config), "refiner": asdict(refiner),

@@ -28,16 +28,13 @@ class EstimatorConfig:
         if self.type not in ESTIMATORS:
             raise ValueError(f"estimator type must be one of {sorted(ESTIMATORS)}, got {self.type!r}")
         if self.type == "per_object":
-            unknown = sorted({self.per_object.default, *self.per_object.methods} - set(ESTIMATORS))
-            if unknown:
-                raise ValueError(f"per_object methods must be among {sorted(ESTIMATORS)}, got {unknown}")
+            self.per_object.check_methods(ESTIMATORS)
 
 
 def _per_object(config: EstimatorConfig, root: Path) -> PoseEstimator:
     """A `PerObjectEstimator` over one estimator per method named in `config.per_object`, each from its section."""
-    methods = sorted({config.per_object.default, *config.per_object.methods})
-    estimators = {m: make_estimator(dataclasses.replace(config, type=m), root) for m in methods}
-    return PerObjectEstimator(estimators, config.per_object.assignment(), config.per_object.default)
+    estimators = {m: make_estimator(dataclasses.replace(config, type=m), root) for m in config.per_object.used_methods()}
+    return PerObjectEstimator(estimators, config.per_object)
 
 
 # Estimator type -> builder(config, root). A new method adds one entry here and one settings field above.

@@ -11,7 +11,7 @@ better it returns the input unchanged.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
@@ -32,10 +32,13 @@ class PoseRefiner(abc.ABC):
         camera: PinholeCamera,
         detections: Sequence[Detection],
         estimates: Sequence[PoseEstimate],
+        which: Collection[int] | None = None,
     ) -> list[PoseEstimate]:
         """Refined poses for `detections` in `rgb` (H, W, 3) uint8 seen by `camera`, starting from `estimates`.
 
-        `estimates[i]` belongs to `detections[i]`; the result has one estimate per detection, in order.
+        `estimates[i]` belongs to `detections[i]`; the result has one estimate per detection, in order. `which`:
+        the positions to refine (default: all); the others come back unchanged but still count as the frame's
+        other objects (a refiner may treat their masks as occluders).
         """
 
     def refined_method(self, estimate: PoseEstimate) -> str:

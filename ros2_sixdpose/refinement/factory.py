@@ -1,6 +1,7 @@
 """Build the configured pose refiner by name (config/refiner.yaml)."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,11 +13,12 @@ from ros2_sixdpose.estimation.retrieval.estimator import make_retriever
 from ros2_sixdpose.estimation.retrieval.retriever import RetrievalConfig
 from ros2_sixdpose.paths import GAUSSIANS_DIR, MODELS_DIR, resolve
 from ros2_sixdpose.refinement.base import PoseRefiner
+from ros2_sixdpose.refinement.per_object import PerObjectRefiner, PerObjectRefinerConfig
 from ros2_sixdpose.refinement.render_compare import RenderCompareConfig, RenderCompareRefiner
 from ros2_sixdpose.refinement.rnnpose.refiner import RNNPoseConfig, RNNPoseRefiner, load_network
 from ros2_sixdpose.refinement.views import GaussianViews, MeshViews, ViewRenderer
 
-REFINER_TYPES = ("none", "render_compare", "rnnpose")
+REFINER_TYPES = ("none", "render_compare", "rnnpose", "per_object")
 VIEWS = ("mesh", "gaussian")
 
 
@@ -24,7 +26,8 @@ VIEWS = ("mesh", "gaussian")
 class RefinerConfig:
     """Which refiner to build (`type`; "none" for no refinement) and the settings of each kind.
 
-    rnnpose (config/refiner_rnnpose.yaml) renders with the mesh renderer and reads only models_dir and `rnnpose`.
+    rnnpose (config/refiner_rnnpose.yaml) renders with the mesh renderer and reads only models_dir and `rnnpose`;
+    per_object builds each refiner `per_object` names from this same configuration and routes objects to them.
     """
 
     type: str = "render_compare"
@@ -38,10 +41,13 @@ class RefinerConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     render_compare: RenderCompareConfig = field(default_factory=RenderCompareConfig)
     rnnpose: RNNPoseConfig = field(default_factory=RNNPoseConfig)
+    per_object: PerObjectRefinerConfig = field(default_factory=PerObjectRefinerConfig)  # type per_object only
 
     def __post_init__(self) -> None:
         if self.type not in REFINER_TYPES:
             raise ValueError(f"refiner type must be one of {REFINER_TYPES}, got {self.type!r}")
+        if self.type == "per_object":
+            self.per_object.check_methods(REFINER_TYPES)
         if self.views not in VIEWS:
             raise ValueError(f"refiner views must be one of {VIEWS}, got {self.views!r}")
         if self.retrieval_hypotheses < 0:
@@ -52,6 +58,9 @@ def make_refiner(config: RefinerConfig, root: str | Path = ".") -> PoseRefiner |
     """The refiner `config.type` names (None for "none"); relative paths are resolved against `root`."""
     if config.type == "none":
         return None
+    if config.type == "per_object":
+        refiners = {m: make_refiner(dataclasses.replace(config, type=m), root) for m in config.per_object.used_methods()}
+        return PerObjectRefiner(refiners, config.per_object)
     models = load_models(resolve(root, config.models_dir))
     if config.type == "rnnpose":
         return RNNPoseRefiner(load_network(resolve(root, config.rnnpose.weights)), Renderer(models), models,

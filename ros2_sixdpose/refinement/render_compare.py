@@ -10,7 +10,7 @@ similarity (`compare.score`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -99,12 +99,16 @@ class RenderCompareRefiner(PoseRefiner):
         camera: PinholeCamera,
         detections: Sequence[Detection],
         estimates: Sequence[PoseEstimate],
+        which: Collection[int] | None = None,
     ) -> list[PoseEstimate]:
         """One refined estimate per detection (see `PoseRefiner.refine`)."""
         if len(detections) != len(estimates):
             raise ValueError(f"got {len(detections)} detections but {len(estimates)} estimates")
         out = []
         for i, (detection, estimate) in enumerate(zip(detections, estimates)):
+            if which is not None and i not in which:
+                out.append(estimate)
+                continue
             others = np.zeros(rgb.shape[:2], dtype=bool)
             for j, other in enumerate(detections):
                 if j != i:

@@ -1,6 +1,7 @@
 """Build the configured tracker (config/tracker.yaml): its per-frame refiner by name and its state machine."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,13 +14,14 @@ from ros2_sixdpose.paths import MODELS_DIR, resolve
 from ros2_sixdpose.refinement.factory import RefinerConfig, make_refiner
 from ros2_sixdpose.refinement.render_compare import RenderCompareConfig
 from ros2_sixdpose.tracking.base import FrameRefiner
+from ros2_sixdpose.tracking.per_object import PerObjectFrameRefiner, PerObjectTrackingConfig
 from ros2_sixdpose.tracking.region_tracker import RegionTracker
 from ros2_sixdpose.tracking.render_compare_tracker import RenderCompareTracker
 from ros2_sixdpose.tracking.rnnpose_tracker import RNNPoseTracker
 from ros2_sixdpose.tracking.settings import RegionConfig
 from ros2_sixdpose.tracking.tracker import Tracker, TrackerConfig
 
-FRAME_REFINERS = ("region", "render_compare", "rnnpose")
+FRAME_REFINERS = ("region", "render_compare", "rnnpose", "per_object")
 
 
 def _tracking_refiner() -> RefinerConfig:
@@ -34,7 +36,7 @@ class TrackingConfig:
 
     # region: the region-based tracker (Stoiber et al.); render_compare: GS-Pose's render-and-compare from the
     # previous pose against each frame's detections (runs the detector every frame); rnnpose: RNNPose from the
-    # previous pose (no detector). One refiner for every object: the tracker has no per-object choice.
+    # previous pose (no detector); per_object: the refiner `per_object` names for each object.
     refiner: str = "region"
     models_dir: str = MODELS_DIR
     cache_dir: str = "out/tracking_models"  # sparse viewpoint models are cached here ("" builds them at every start)
@@ -44,10 +46,13 @@ class TrackingConfig:
     detector_config: str = "config/detector.yaml"  # render_compare only: the per-frame detector
     # refiner rnnpose: its settings (config/refiner_rnnpose.yaml's)
     rnnpose: RefinerConfig = field(default_factory=lambda: RefinerConfig(type="rnnpose"))
+    per_object: PerObjectTrackingConfig = field(default_factory=PerObjectTrackingConfig)  # refiner per_object only
 
     def __post_init__(self) -> None:
         if self.refiner not in FRAME_REFINERS:
             raise ValueError(f"tracking refiner must be one of {FRAME_REFINERS}, got {self.refiner!r}")
+        if self.refiner == "per_object":
+            self.per_object.check_methods(FRAME_REFINERS)
 
 
 def make_frame_refiner(config: TrackingConfig, root: str | Path = ".", object_ids: Iterable[int] | None = None,
@@ -55,6 +60,13 @@ def make_frame_refiner(config: TrackingConfig, root: str | Path = ".", object_id
     """The per-frame refiner `config.refiner` names, for `object_ids` (default: every model); render_compare
     uses `detector` (default: one built from `config.detector_config`)."""
     models = load_models(resolve(root, config.models_dir), object_ids)
+    if config.refiner == "per_object":
+        ids = list(models)
+        # Each method is built for the objects it carries only (the region tracker's viewpoint models cost time).
+        refiners = {method: make_frame_refiner(dataclasses.replace(config, refiner=method), root,
+                                               [ids[i] for i in indices], progress, detector)
+                    for method, indices in config.per_object.group(ids).items()}
+        return PerObjectFrameRefiner(refiners, config.per_object)
     if config.refiner == "rnnpose":
         return RNNPoseTracker(make_refiner(config.rnnpose, root))
     if config.refiner == "render_compare":

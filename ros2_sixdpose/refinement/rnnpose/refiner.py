@@ -8,7 +8,7 @@ that saw no evidence never hands on a changed pose with a high score.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -99,12 +99,13 @@ class RNNPoseRefiner(PoseRefiner):
         self.last_result: LoopResult | None = None  # the last refinement's steps (figures, diagnostics)
 
     def refine(self, rgb: np.ndarray, camera: PinholeCamera, detections: Sequence[Detection],
-               estimates: Sequence[PoseEstimate]) -> list[PoseEstimate]:
-        """One refined estimate per detection (see `PoseRefiner.refine`)."""
+               estimates: Sequence[PoseEstimate], which: Collection[int] | None = None) -> list[PoseEstimate]:
+        """One refined estimate per detection (see `PoseRefiner.refine`; the detections are not used: the
+        correspondence weights discount occluded pixels)."""
         if len(detections) != len(estimates):
             raise ValueError(f"got {len(detections)} detections but {len(estimates)} estimates")
         torch.set_num_threads(self.config.threads)
-        return [self.refine_one(rgb, camera, e) for e in estimates]
+        return [self.refine_one(rgb, camera, e) if which is None or i in which else e for i, e in enumerate(estimates)]
 
     def refine_one(self, rgb: np.ndarray, camera: PinholeCamera, estimate: PoseEstimate) -> PoseEstimate:
         """The refined estimate, or `estimate` unchanged with score 0 and the reason when there is no evidence."""

@@ -35,7 +35,9 @@ from ros2_sixdpose.refinement.rnnpose.loop import LM_STRIDE, LoopResult, Referen
 from ros2_sixdpose.refinement.rnnpose.network import NetworkConfig, RNNPoseNet
 from ros2_sixdpose.refinement.rnnpose.pose_solver import project
 from ros2_sixdpose.refinement.rnnpose.references import pose_crop
-from ros2_sixdpose.refinement.rnnpose.refiner import RNNPoseConfig, batch_renderer, network_state, nocs_of
+from ros2_sixdpose.refinement.rnnpose.refiner import (
+    RNNPoseConfig, batch_renderer, load_network, network_state, nocs_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -244,6 +246,13 @@ class RNNPoseTask:
         return refine_loop(self.net, render, nocs_of(self.models), batch.observed.to(self.device),
                            torch.from_numpy(batch.K).to(self.device), torch.from_numpy(batch.T0).to(self.device),
                            batch.obj_ids, renders, updates, self.refiner.damping)
+
+    def start_from(self, path: Path) -> None:
+        """Load the network of an RNNPose weights file (its settings must equal this run's)."""
+        net = load_network(path)
+        if net.config != self.net.config:
+            raise ValueError(f"{path} holds a network with settings {net.config}, this run trains {self.net.config}")
+        self.net.load_state_dict(net.state_dict())
 
     def optimizers(self) -> list[torch.optim.Optimizer]:
         return [self.optimizer]
