@@ -3,12 +3,16 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from ros2_sixdpose.data.bop import BopSplit
+from ros2_sixdpose.core.camera import PinholeCamera
+from ros2_sixdpose.core.perturb import perturb_pose
+from ros2_sixdpose.data.bop import BopSplit, read_rgb
 from ros2_sixdpose.data.synth import SynthConfig, generate_split
 from ros2_sixdpose.detection.oracle import OracleDetector
+from ros2_sixdpose.estimation.base import PoseEstimate
 from ros2_sixdpose.evaluation.split_run import split_frames
 
 MODELS = Path(__file__).resolve().parents[1] / "assets" / "models"
@@ -68,3 +72,19 @@ def oracle_frames() -> Callable:
                                       for d, (x0, y0, x1, y1) in zip(detections, boxes)]
 
     return frames
+
+
+def fresh_starts(split, models, rot_deg: float):
+    """(rgb, camera, start, T_gt) of every instance with visib_fract >= 0.5 of `split`, the start its ground truth turned
+    up to rot_deg per axis and shifted up to 1 / 1 / 5 cm (seeded)."""
+    rng = np.random.default_rng(1)
+    for scene_id in split.scene_ids():
+        scene = split.read_scene(scene_id)
+        for im_id in sorted(scene.gt):
+            rgb = read_rgb(split.rgb_path(scene_id, im_id))
+            camera = PinholeCamera(scene.camera[im_id].K, rgb.shape[1], rgb.shape[0])
+            for gt, info in zip(scene.gt[im_id], scene.gt_info[im_id]):
+                if info.visib_fract >= 0.5:
+                    model = models[gt.obj_id]
+                    T0 = perturb_pose(gt.T_cam_obj, model.bbox_min + model.bbox_size / 2, rng, rot_deg)
+                    yield rgb, camera, PoseEstimate(gt.obj_id, T0, 1.0, "perturbed"), gt.T_cam_obj

@@ -30,7 +30,7 @@ from ros2_sixdpose.tracking.factory import TrackingConfig, make_frame_refiner
 from ros2_sixdpose.tracking.per_object import PerObjectTrackingConfig
 from ros2_sixdpose.tracking.rnnpose_tracker import RNNPoseTracker
 
-from conftest import MODELS
+from conftest import MODELS, fresh_starts
 
 K_CROP = torch.tensor([[[120.0, 0.0, 32.0], [0.0, 120.0, 32.0], [0.0, 0.0, 1.0]]], dtype=torch.float64)
 
@@ -153,29 +153,13 @@ def test_vanishing_weights_return_the_input_unchanged_with_a_reason(refiner, spl
 
 
 
-def _fresh_starts(split, models, rot_deg: float):
-    """(rgb, camera, start, T_gt) of every instance with visib_fract >= 0.5 of `split`, the start its ground truth turned
-    up to rot_deg per axis and shifted up to 1 / 1 / 5 cm (seeded)."""
-    rng = np.random.default_rng(1)
-    for scene_id in split.scene_ids():
-        scene = split.read_scene(scene_id)
-        for im_id in sorted(scene.gt):
-            rgb = read_rgb(split.rgb_path(scene_id, im_id))
-            camera = PinholeCamera(scene.camera[im_id].K, rgb.shape[1], rgb.shape[0])
-            for gt, info in zip(scene.gt[im_id], scene.gt_info[im_id]):
-                if info.visib_fract >= 0.5:
-                    model = models[gt.obj_id]
-                    T0 = perturb_pose(gt.T_cam_obj, model.bbox_min + model.bbox_size / 2, rng, rot_deg)
-                    yield rgb, camera, PoseEstimate(gt.obj_id, T0, 1.0, "perturbed"), gt.T_cam_obj
-
-
 def _add_ratio(model, T, T_gt) -> float:
     return add_s(T, T_gt, model.vertices, model.is_symmetric) / model.diameter
 
 
 def test_shipped_weights_refine_perturbed_ground_truth_on_a_fresh_scene(refiner, split):
     before, after = [], []
-    for rgb, camera, start, T_gt in _fresh_starts(split, refiner.models, 15.0):
+    for rgb, camera, start, T_gt in fresh_starts(split, refiner.models, 15.0):
         out = refiner.refine_one(rgb, camera, start)
         assert 0.0 <= out.score <= 1.0
         model = refiner.models[start.object_id]
@@ -192,7 +176,7 @@ def test_shipped_weights_refine_perturbed_ground_truth_on_a_fresh_scene(refiner,
 def test_tracker_runs_rnnpose_as_its_per_frame_refiner(split):
     tracker = make_frame_refiner(TrackingConfig(refiner="rnnpose"), package_root())
     assert isinstance(tracker, RNNPoseTracker)
-    starts = _fresh_starts(split, tracker.refiner.models, 5.0)
+    starts = fresh_starts(split, tracker.refiner.models, 5.0)
     for rgb, camera, start, _ in (next(starts), next(starts)):
         state = tracker.start(start.object_id, rgb, camera, start.T_cam_obj)
         out = tracker.track(state, rgb, camera, start.T_cam_obj)
@@ -200,7 +184,7 @@ def test_tracker_runs_rnnpose_as_its_per_frame_refiner(split):
         np.testing.assert_allclose(out.T_cam_obj, refined.T_cam_obj, atol=1e-9)
         assert out.score == pytest.approx(refined.score)
     # The first instance lies wholly inside the image, the second is cut by its border (measured share 0.49).
-    rgb, camera, start, _ = next(_fresh_starts(split, tracker.refiner.models, 5.0))
+    rgb, camera, start, _ = next(fresh_starts(split, tracker.refiner.models, 5.0))
     assert tracker.track(start.object_id, rgb, camera, start.T_cam_obj).visible == pytest.approx(1.0)
     assert 0.3 < out.visible < 0.7
 

@@ -162,12 +162,13 @@ def _cases(args: argparse.Namespace) -> list:
 
 
 def refiner_name(config_path: Path) -> str:
-    """A table name for a refiner configuration: 'render-compare (mesh)', 'RNNPose'."""
+    """A table name for a refiner configuration: 'render-compare (mesh)', 'RNNPose', 'region-based tracker'."""
     from ros2_sixdpose.config import load_config
     from ros2_sixdpose.refinement.factory import RefinerConfig
 
     config = load_config(RefinerConfig, config_path)
-    return "RNNPose" if config.type == "rnnpose" else f"{config.type.replace('_', '-')} ({config.views})"
+    names = {"rnnpose": "RNNPose", "region": "region-based tracker", "per_object": "per object"}
+    return names.get(config.type, f"{config.type.replace('_', '-')} ({config.views})")
 
 
 def run_refine(args: argparse.Namespace) -> int:

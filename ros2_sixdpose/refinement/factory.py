@@ -14,11 +14,12 @@ from ros2_sixdpose.estimation.retrieval.retriever import RetrievalConfig
 from ros2_sixdpose.paths import GAUSSIANS_DIR, MODELS_DIR, resolve
 from ros2_sixdpose.refinement.base import PoseRefiner
 from ros2_sixdpose.refinement.per_object import PerObjectRefiner, PerObjectRefinerConfig
+from ros2_sixdpose.refinement.region import RegionRefiner, RegionRefinerConfig
 from ros2_sixdpose.refinement.render_compare import RenderCompareConfig, RenderCompareRefiner
 from ros2_sixdpose.refinement.rnnpose.refiner import RNNPoseConfig, RNNPoseRefiner, load_network
 from ros2_sixdpose.refinement.views import GaussianViews, MeshViews, ViewRenderer
 
-REFINER_TYPES = ("none", "render_compare", "rnnpose", "per_object")
+REFINER_TYPES = ("none", "render_compare", "rnnpose", "region", "per_object")
 VIEWS = ("mesh", "gaussian")
 
 
@@ -27,6 +28,7 @@ class RefinerConfig:
     """Which refiner to build (`type`; "none" for no refinement) and the settings of each kind.
 
     rnnpose (config/refiner_rnnpose.yaml) renders with the mesh renderer and reads only models_dir and `rnnpose`;
+    region (config/refiner_region.yaml) runs the region-based tracker on the one frame and reads models_dir and `region`;
     per_object builds each refiner `per_object` names from this same configuration and routes objects to them.
     """
 
@@ -41,6 +43,7 @@ class RefinerConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     render_compare: RenderCompareConfig = field(default_factory=RenderCompareConfig)
     rnnpose: RNNPoseConfig = field(default_factory=RNNPoseConfig)
+    region: RegionRefinerConfig = field(default_factory=RegionRefinerConfig)
     per_object: PerObjectRefinerConfig = field(default_factory=PerObjectRefinerConfig)  # type per_object only
 
     def __post_init__(self) -> None:
@@ -65,6 +68,8 @@ def make_refiner(config: RefinerConfig, root: str | Path = ".") -> PoseRefiner |
     if config.type == "rnnpose":
         return RNNPoseRefiner(load_network(resolve(root, config.rnnpose.weights)), Renderer(models), models,
                               config.rnnpose)
+    if config.type == "region":
+        return RegionRefiner.from_config(config.region, models, root)
     views: ViewRenderer
     if config.views == "gaussian":
         folder = resolve(root, config.gaussians_dir)
