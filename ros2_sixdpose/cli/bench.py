@@ -273,7 +273,9 @@ def run_refiner(args: argparse.Namespace) -> int:
     for name, row in figures["per_object"].items():
         print(f"{name:<12}{row['median_ms']:>10.1f}{row['success']:>9.2f}")
     print(f"{'all':<12}{figures['median_ms']:>10.1f}   (p90 {figures['p90_ms']:.1f}, CPU {figures['cpu_median_ms']:.1f})")
-    print(f"target <= {figures['target_ms']:.0f} ms: {_verdict(figures['meets_target'])}; written to {args.out}")
+    target = "no target" if figures["target_ms"] is None else \
+        f"target <= {figures['target_ms']:.0f} ms: {_verdict(figures['meets_target'])}"
+    print(f"{target}; written to {args.out}")
     return 0
 
 
