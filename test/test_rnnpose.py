@@ -166,11 +166,11 @@ def test_shipped_weights_refine_perturbed_ground_truth_on_a_fresh_scene(refiner,
         before.append(_add_ratio(model, start.T_cam_obj, T_gt))
         after.append(_add_ratio(model, out.T_cam_obj, T_gt))
     before, after = np.array(before), np.array(after)
-    # Measured on these 18 instances (seed 9414): ADD(-S) recall 0.167 before and after, median error 0.21 d before,
-    # 0.36 d after: the shipped weights (32 CPU minutes of training) do not improve this scene; on the held-out test
-    # split they do (recall 0.14 -> 0.24, docs/refine_study_rnnpose.md). The bounds guard against regressions.
-    assert np.mean(after < 0.1) >= 0.15
-    assert np.median(after) < 0.45
+    # Measured on these 18 instances (seed 9414): ADD(-S) recall 0.167 -> 0.222, median error 0.214 d -> 0.164 d, one
+    # instance made worse; the shipped weights (an hour and a half of CPU training in all) improve the median, but
+    # fewer than half of the instances (0.44): far from the paper's recall (docs/rnnpose.md says why).
+    assert np.median(before) > 0.2
+    assert np.mean(after < 0.1) >= 0.2 and np.median(after) < 0.19
 
 
 def test_tracker_runs_rnnpose_as_its_per_frame_refiner(split):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -47,7 +48,8 @@ class RegionRefiner(PoseRefiner):
         self.passes = passes
 
     @classmethod
-    def from_config(cls, config: RegionRefinerConfig, models: Mapping[int, ObjectModel], root=".") -> "RegionRefiner":
+    def from_config(cls, config: RegionRefinerConfig, models: Mapping[int, ObjectModel],
+                    root: str | Path = ".") -> "RegionRefiner":
         """Sparse viewpoint models of `models` (cached under `config.cache_dir`, relative to `root`)."""
         cache = resolve(root, config.cache_dir) if config.cache_dir else None
         return cls(RegionTracker(models, config.settings, cache), config.passes)
