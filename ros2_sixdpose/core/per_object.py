@@ -45,7 +45,8 @@ class PerObjectChoice:
 
     def group(self, object_ids: Iterable[int]) -> dict[str, list[int]]:
         """Method -> positions in `object_ids` it serves (in order), for methods that serve any."""
+        listed = dict(zip(self.object_ids, self.methods))  # built once per call, not once per object
         groups: dict[str, list[int]] = defaultdict(list)
         for index, object_id in enumerate(object_ids):
-            groups[self.method_of(object_id)].append(index)
+            groups[listed.get(object_id, self.default)].append(index)
         return dict(groups)
