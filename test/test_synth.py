@@ -205,6 +205,19 @@ def _file_hashes(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def test_worker_processes_write_the_same_files_as_one_process(tmp_path, models_dir):
+    config = _config(texture_size=64)
+    one = generate_split(tmp_path / "one", "s", 3, 2, seed=21, config=config, models_dir=models_dir, progress=False)
+    two = generate_split(tmp_path / "two", "s", 3, 2, seed=21, config=config, models_dir=models_dir, progress=False,
+                         workers=2)
+    assert (one.scenes, one.images, one.instances) == (two.scenes, two.images, two.instances) == (3, 6, one.instances)
+    a, b = _file_hashes(tmp_path / "one" / "s"), _file_hashes(tmp_path / "two" / "s")
+    assert len(a) >= 3 * 8 and a == b
+    assert two.seconds["render"] > 0  # the workers' timings reach the caller
+    with pytest.raises(ValueError, match="workers"):
+        generate_split(tmp_path / "bad", "s", 1, 1, seed=0, config=config, models_dir=models_dir, workers=0)
+
+
 def test_same_seed_same_bytes_and_scenes_independent_of_count(tmp_path, models_dir):
     config = _config(texture_size=64)
     generate_split(tmp_path / "a", "s", 2, 1, seed=7, config=config, models_dir=models_dir, progress=False)

@@ -36,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set camera.width=320 (repeatable; VALUE is YAML)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty split folder")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes building scenes (each with its own renderer); the output does not depend on it")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -57,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         stats = generate_split(
             args.out, args.split, args.scenes, args.images_per_scene, args.seed, config, args.models,
             object_ids=object_ids, sequence=args.sequence, progress=not args.no_progress, overwrite=args.overwrite,
+            workers=args.workers,
         )
         elapsed = time.perf_counter() - start
         print(f"wrote {stats.images} images ({stats.instances} annotated instances) of {stats.scenes} scenes "

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import shutil
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,8 +219,12 @@ def generate_split(
     sequence: bool = False,
     progress: bool = True,
     overwrite: bool = False,
+    workers: int = 1,
 ) -> SynthStats:
     """Generate `n_scenes` scenes of `images_per_scene` images into the BOP split `<out_dir>/<split>`.
+
+    `workers` > 1 builds scenes in that many processes, each with its own renderer and physics client; a scene
+    depends only on its seed, so the files are the same for any number of workers.
 
     Raises ValueError for bad counts, an unknown object id or a bad split name, FileExistsError when the
     split folder already holds files (unless `overwrite`), and OSError naming the folder when it cannot be
@@ -227,22 +232,69 @@ def generate_split(
     """
     if n_scenes < 1 or images_per_scene < 1:
         raise ValueError(f"need at least 1 scene and 1 image per scene, got {n_scenes} and {images_per_scene}")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     if not split or split in (".", "..") or "/" in split or "\\" in split:
         raise ValueError(f"split must be a plain folder name (e.g. 'train_pbr'), got {split!r}")
     models = _select_models(Path(models_dir), object_ids)
     split_dir = _prepare_output(Path(out_dir), split, overwrite)
     _provide_models(Path(models_dir), Path(out_dir) / "models", list(models))
     stats = SynthStats()
-    synthesizer = _SceneSynthesizer(models, config, bop.BopSplit(Path(out_dir), split), stats)
-    try:
-        with tqdm(total=n_scenes * images_per_scene, unit="img", desc=f"synth {split}", disable=not progress) as bar:
-            for scene_id in range(n_scenes):
-                synthesizer.make_scene(scene_id, np.random.default_rng([seed, scene_id]), images_per_scene,
-                                       sequence, bar)
-    finally:
-        synthesizer.close()
+    bop_split = bop.BopSplit(Path(out_dir), split)
+    with tqdm(total=n_scenes * images_per_scene, unit="img", desc=f"synth {split}", disable=not progress) as bar:
+        if workers == 1:
+            synthesizer = _SceneSynthesizer(models, config, bop_split, stats)
+            try:
+                for scene_id in range(n_scenes):
+                    synthesizer.make_scene(scene_id, np.random.default_rng([seed, scene_id]), images_per_scene,
+                                           sequence, bar)
+            finally:
+                synthesizer.close()
+        else:
+            _generate_in_processes(models, config, bop_split, seed, n_scenes, images_per_scene, sequence,
+                                   min(workers, n_scenes), stats, bar)
     logger.info("wrote %d images (%d instances) of %d scenes to %s", stats.images, stats.instances, stats.scenes,
                 split_dir)
+    return stats
+
+
+def _generate_in_processes(models: dict[int, ObjectModel], config: SynthConfig, split: bop.BopSplit, seed: int,
+                          n_scenes: int, images_per_scene: int, sequence: bool, workers: int, stats: SynthStats,
+                          bar: tqdm) -> None:
+    """Build the scenes in `workers` spawned processes (one synthesizer each), adding their counts to `stats`."""
+    # Spawned, not forked: a forked child would share the parent's GL context and pybullet state.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                             initargs=(models, config, split)) as pool:
+        jobs = [pool.submit(_worker_scene, scene_id, seed, images_per_scene, sequence) for scene_id in range(n_scenes)]
+        for job in as_completed(jobs):
+            done = job.result()
+            stats.scenes += done.scenes
+            stats.images += done.images
+            stats.instances += done.instances
+            for stage, seconds in done.seconds.items():
+                stats.seconds[stage] += seconds
+            bar.update(done.images)
+
+
+_WORKER: _SceneSynthesizer | None = None  # the synthesizer of a worker process of `_generate_in_processes`
+
+
+def _start_worker(models: dict[int, ObjectModel], config: SynthConfig, split: bop.BopSplit) -> None:
+    """Create this worker process's synthesizer (renderer, physics shapes, distractor pool)."""
+    global _WORKER
+    _WORKER = _SceneSynthesizer(models, config, split, SynthStats())
+
+
+def _worker_scene(scene_id: int, seed: int, images_per_scene: int, sequence: bool) -> SynthStats:
+    """Build and write one scene in a worker process; its counts and timings."""
+    assert _WORKER is not None, "_start_worker did not run"
+    _WORKER.stats = SynthStats()
+    with tqdm(disable=True) as silent:
+        _WORKER.make_scene(scene_id, np.random.default_rng([seed, scene_id]), images_per_scene, sequence, silent)
+    _WORKER.flush()  # every file of the scene is on disk before the parent counts it
+    stats = _WORKER.stats
+    stats.seconds = dict(stats.seconds)
     return stats
 
 
