@@ -153,6 +153,9 @@ def _add_nocs_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling, jitter and augmentation")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (2 on 2 shared cores stalled in spin-waits)")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device of networks, batches and augmentation (cpu, cuda); a checkpoint resumes on "
+                             "the device kind it was written on")
     parser.add_argument("--data-seeds", default="", help="free text recorded in the JSON, e.g. 'train 600, val 601'")
 
 
@@ -182,7 +185,7 @@ def run_nocs(args: argparse.Namespace) -> int:
     val_crops = cached_crops(BopSplit(args.data, args.val_split), still, models, 1, args.seed, limit=config.val_crops)
     loader = DataLoader(train_crops, batch_size=config.batch_size, shuffle=True, drop_last=True,
                         generator=torch.Generator().manual_seed(args.seed))
-    task = TASKS[args.model](config, sorted(models), val_crops, args.seed)
+    task = TASKS[args.model](config, sorted(models), val_crops, args.seed, args.device)
     loop_config = training_schedule(args, 100, 100)
     run_info = {
         "command": invoked_command(),
@@ -192,6 +195,7 @@ def run_nocs(args: argparse.Namespace) -> int:
         "split": args.split,
         "val_split": args.val_split,
         "data_seeds": args.data_seeds,
+        "device": args.device,
         "train_crops": len(train_crops),
         "val_crops": len(val_crops),
         "parameters": sum(p.numel() for p in task.net.parameters()),

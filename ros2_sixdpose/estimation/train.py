@@ -210,19 +210,38 @@ def map_metrics(prediction: NocsPrediction, nocs: torch.Tensor, mask: torch.Tens
 
 
 class NocsTask:
-    """What both models share as `TrainTask`s: augmentation, validation on fixed crops, checkpoints, export."""
+    """What both models share as `TrainTask`s: augmentation, validation on fixed crops, checkpoints, export.
+
+    Networks, batches, augmentation and noise live on `device`; a checkpoint resumes on the device kind it was
+    written on (a CUDA generator's state does not fit a CPU one).
+    """
 
     net: NocsNet
 
-    def __init__(self, config: NocsTrainConfig, object_ids: list[int], val: CropCache, seed: int) -> None:
+    def __init__(self, config: NocsTrainConfig, object_ids: list[int], val: CropCache, seed: int,
+                 device: str = "cpu") -> None:
         self.config = config
         self.object_ids = list(object_ids)
         self.val = val
-        self.generator = torch.Generator().manual_seed(seed)
+        self.device = torch.device(device)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    def to_device(self) -> None:
+        """Move every module to the task's device (after the subclass built them on the CPU, seeded)."""
+        for module in self.modules():
+            module.to(self.device)
+
+    def restore_generator(self, state: torch.Tensor) -> None:
+        """Set the generator of augmentation and noise from a checkpoint; ValueError if written on another device kind."""
+        try:
+            self.generator.set_state(state)
+        except RuntimeError as exc:
+            raise ValueError(f"the checkpoint's random state does not fit a {self.device.type} generator; resume on "
+                             f"the device kind it was written on ({exc})") from exc
 
     def inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(rgb, obj_id, nocs, mask) of a training batch after online augmentation (when enabled)."""
-        rgb, obj_id, nocs, mask = batch_tensors(batch)
+        """(rgb, obj_id, nocs, mask) of a training batch on the device, after online augmentation (when enabled)."""
+        rgb, obj_id, nocs, mask = (t.to(self.device, non_blocking=True) for t in batch_tensors(batch))
         if self.config.augment.enabled:
             out = augment(rgb, mask, self.config.augment, self.generator)
             rgb, mask = out.rgb, out.mask
@@ -231,7 +250,7 @@ class NocsTask:
 
     def validate(self) -> dict[str, float]:
         """NOCS L1 and mask IoU on the validation crops."""
-        rgb, obj_id, nocs, mask = batch_tensors(self.val[:])
+        rgb, obj_id, nocs, mask = (t.to(self.device) for t in batch_tensors(self.val[:]))
         return map_metrics(self.net.predict(rgb, obj_id), nocs, mask)
 
     def train_mode(self, training: bool) -> None:
@@ -252,19 +271,22 @@ class NocsTask:
         self.train_mode(False)
         with torch.no_grad():
             rgb, obj_id, nocs, mask = batch_tensors(self.val[: min(count, len(self.val))])
-            prediction = self.net.predict(rgb, obj_id)
+            prediction = self.net.predict(rgb.to(self.device), obj_id.to(self.device))
+            prediction = NocsPrediction(prediction.nocs.cpu(), prediction.mask.cpu())
         save_examples(path, rgb, nocs, mask, {self.net.kind: prediction}, title=path.stem)
 
 
 class Pix2PixTask(NocsTask):
     """Pix2Pix: U-Net generator and PatchGAN discriminator, each with its own Adam (beta1 0.5, as Isola et al.)."""
 
-    def __init__(self, config: NocsTrainConfig, object_ids: list[int], val: CropCache, seed: int) -> None:
-        super().__init__(config, object_ids, val, seed)
+    def __init__(self, config: NocsTrainConfig, object_ids: list[int], val: CropCache, seed: int,
+                 device: str = "cpu") -> None:
+        super().__init__(config, object_ids, val, seed, device)
         torch.manual_seed(seed)
         self.net = Pix2PixGenerator(config.widths, self.object_ids)
         disc_in = self.net.unet.config.in_channels + 3  # the generator's input and NOCS
         self.disc = PatchDiscriminator(PatchDiscriminatorConfig(disc_in, config.disc_width, config.disc_layers))
+        self.to_device()  # before the optimizers, which hold the parameters' device
         self.opt_g = torch.optim.Adam(self.net.parameters(), betas=(0.5, 0.999))
         self.opt_d = torch.optim.Adam(self.disc.parameters(), betas=(0.5, 0.999))
 
@@ -316,16 +338,18 @@ class Pix2PixTask(NocsTask):
         self.disc.load_state_dict(state["disc"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
-        self.generator.set_state(state["generator"])
+        self.restore_generator(state["generator"])
 
 
 class BBDMTask(NocsTask):
     """BBDM: the time-conditioned U-Net trained on the bridge objective with Adam."""
 
-    def __init__(self, config: NocsTrainConfig, object_ids: list[int], val: CropCache, seed: int) -> None:
-        super().__init__(config, object_ids, val, seed)
+    def __init__(self, config: NocsTrainConfig, object_ids: list[int], val: CropCache, seed: int,
+                 device: str = "cpu") -> None:
+        super().__init__(config, object_ids, val, seed, device)
         torch.manual_seed(seed)
         self.net = BBDM(config.widths, self.object_ids, config.bridge)
+        self.to_device()
         self.optimizer = torch.optim.Adam(self.net.parameters())
 
     def optimizers(self) -> list[torch.optim.Optimizer]:
@@ -349,7 +373,7 @@ class BBDMTask(NocsTask):
         """Restore what `state_dict` returned."""
         self.net.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
+        self.restore_generator(state["generator"])
 
 
 TASKS = {"pix2pix": Pix2PixTask, "bbdm": BBDMTask}
