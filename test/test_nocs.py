@@ -309,6 +309,10 @@ def test_crop_cache_holds_the_crops_of_the_views_dataset(nocs_scene):
         if model.is_symmetric:
             expected = canonical_nocs(expected, model, sample["T_cam_obj"].numpy())[0]
         np.testing.assert_allclose(cache.nocs[row].permute(1, 2, 0)[inside].float().numpy(), expected, atol=1e-3)
+    # Threads cutting images in parallel fill the same rows with the same crops.
+    threaded = CropCache.build(nocs_scene, view, models, epochs=2, seed=5, progress=False, workers=3)
+    for name in ("rgb", "nocs", "mask", "obj_id"):
+        assert torch.equal(getattr(threaded, name), getattr(cache, name)), name
 
 
 @pytest.mark.parametrize("weights", sorted(SHIPPED_BOUNDS))

@@ -156,6 +156,7 @@ def _add_nocs_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu",
                         help="torch device of networks, batches and augmentation (cpu, cuda); a checkpoint resumes on "
                              "the device kind it was written on")
+    parser.add_argument("--workers", type=int, default=1, help="threads cutting the crop caches on first use")
     parser.add_argument("--data-seeds", default="", help="free text recorded in the JSON, e.g. 'train 600, val 601'")
 
 
@@ -179,7 +180,8 @@ def run_nocs(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     models = load_models(args.models or args.data / "models")
     view = ViewConfig(size=config.crop_size, pad_scale=config.crop_scale, min_visib_fract=config.min_visib_fract)
-    train_crops = cached_crops(BopSplit(args.data, args.split), view, models, config.cache_epochs, args.seed)
+    train_crops = cached_crops(BopSplit(args.data, args.split), view, models, config.cache_epochs, args.seed,
+                               workers=args.workers)
     still = ViewConfig(size=config.crop_size, pad_scale=config.crop_scale, min_visib_fract=0.5, scale_jitter=0.0,
                        shift_jitter=0.0)
     val_crops = cached_crops(BopSplit(args.data, args.val_split), still, models, 1, args.seed, limit=config.val_crops)

@@ -204,12 +204,12 @@ class CropDataset(Dataset):
         """Draw new jitter for every sample from now on (call before creating the DataLoader iterator)."""
         self.epoch = int(epoch)
 
-    def crop_transform(self, item: int) -> CropTransform:
-        """The jittered crop of sample `item`: deterministic in (seed, epoch, item)."""
+    def crop_transform(self, item: int, epoch: int | None = None) -> CropTransform:
+        """The jittered crop of sample `item` at `epoch` (default: the current one): deterministic in (seed, epoch, item)."""
         cfg = self.config
         source = self.index.bbox_visib if cfg.box_source == "visib" else self.index.bbox_obj
         square = square_box(source[item], cfg.pad_scale, cfg.min_box_px)
-        rng = np.random.default_rng([self.seed, self.epoch, item])
+        rng = np.random.default_rng([self.seed, self.epoch if epoch is None else int(epoch), item])
         side = (square[2] - square[0]) * rng.uniform(1.0 - cfg.scale_jitter, 1.0 + cfg.scale_jitter)
         centre = (square[:2] + square[2:]) / 2 + rng.uniform(-cfg.shift_jitter, cfg.shift_jitter, 2) * side
         box = np.concatenate([centre - side / 2, centre + side / 2])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,13 +106,15 @@ class CropCache(Dataset):
     @classmethod
     def build(
         cls, split: BopSplit, view: ViewConfig, models: dict[int, ObjectModel], epochs: int, seed: int,
-        limit: int | None = None, progress: bool = True,
+        limit: int | None = None, progress: bool = True, workers: int = 1,
     ) -> "CropCache":
         """Cut `epochs` jittered crops (CropDataset's boxes) of every instance of `split`, at most `limit` evenly spread.
 
         Crops are cut image by image rather than through `CropDataset.__getitem__`, so that each frame and
         NOCS map is decoded once for all its instances and epochs instead of once per crop (7x fewer decodes
-        on the synthetic data, ~3.4 instances per image).
+        on the synthetic data, ~3.4 instances per image). `workers` threads cut images in parallel (decoding and
+        warping run in OpenCV outside the interpreter lock); each writes only its own rows, so the cache is the
+        same for any number.
         """
         dataset, items = crop_items(split, view, sorted(models), epochs, seed, limit)
         index = dataset.index
@@ -125,13 +128,13 @@ class CropCache(Dataset):
             "mask": torch.empty((len(items), 1, size, size), dtype=torch.bool),
             "obj_id": torch.empty(len(items), dtype=torch.int64),
         }
-        for (scene_id, im_id), rows in tqdm(by_image.items(), desc=f"crops of {split.split}", unit="img",
-                                            disable=not progress):
+
+        def cut(image: tuple[int, int], rows: list[tuple[int, int, int]]) -> None:
+            scene_id, im_id = image
             rgb = read_rgb(split.rgb_path(scene_id, im_id))
             nocs_full, valid = read_nocs(nocs_path(split, scene_id, im_id))
             for row, epoch, item in rows:
-                dataset.set_epoch(epoch)
-                crop = dataset.crop_transform(item)
+                crop = dataset.crop_transform(item, epoch)
                 model = models[int(index.obj_id[item])]
                 visible = read_mask(split.mask_visib_path(scene_id, im_id, int(index.gt_index[item]))) & valid
                 mask = crop.warp(visible, cv2.INTER_NEAREST)
@@ -142,6 +145,12 @@ class CropCache(Dataset):
                 tensors["nocs"][row] = torch.from_numpy(nocs).permute(2, 0, 1).to(torch.float16)
                 tensors["mask"][row] = torch.from_numpy(mask)[None]
                 tensors["obj_id"][row] = int(index.obj_id[item])
+
+        with ThreadPoolExecutor(max(1, workers)) as pool, \
+                tqdm(total=len(by_image), desc=f"crops of {split.split}", unit="img", disable=not progress) as bar:
+            for done in as_completed([pool.submit(cut, image, rows) for image, rows in by_image.items()]):
+                done.result()
+                bar.update(1)
         return cls(tensors)
 
     def save(self, path: Path, info: dict[str, Any]) -> None:
@@ -175,14 +184,15 @@ def load_tensors(path: Path, file_format: str, info: dict[str, Any]) -> dict[str
 
 def cached_crops(
     split: BopSplit, view: ViewConfig, models: dict[int, ObjectModel], epochs: int, seed: int,
-    limit: int | None = None,
+    limit: int | None = None, workers: int = 1,
 ) -> CropCache:
-    """Crops of `split` from its cache file (`<split>/../nocs_crops/<split>_<size>px.pt`), built on first use."""
+    """Crops of `split` from its cache file (`<split>/../nocs_crops/<split>_<size>px.pt`), built on first use
+    (by `workers` threads)."""
     info = {"split": split.split, "view": asdict(view), "epochs": epochs, "seed": seed, "limit": limit}
     path = split.root / "nocs_crops" / f"{split.split}_{view.size}px.pt"
     cache = CropCache.load(path, info)
     if cache is None:
-        cache = CropCache.build(split, view, models, epochs, seed, limit)
+        cache = CropCache.build(split, view, models, epochs, seed, limit, workers=workers)
         cache.save(path, info)
         logger.info("wrote %d crops to %s", len(cache), path)
     return cache
