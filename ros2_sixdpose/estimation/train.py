@@ -14,6 +14,7 @@ Losses:
 from __future__ import annotations
 
 import logging
+import os
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -168,7 +169,10 @@ class CropCache(Dataset):
 def save_tensors(path: Path, file_format: str, info: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
     """Write a cache of `tensors` with its format and a description of how it was made (compared on load)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": file_format, "info": info, **tensors}, path)
+    # Written beside and renamed, so that a training started meanwhile never reads half a cache.
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    torch.save({"format": file_format, "info": info, **tensors}, partial)
+    os.replace(partial, path)
 
 
 def load_tensors(path: Path, file_format: str, info: dict[str, Any]) -> dict[str, Any] | None:
