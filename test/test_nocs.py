@@ -220,7 +220,9 @@ def test_smoke_training_learns_and_round_trips(tmp_path, crops, block, task_clas
     rgb, obj_id = crops["rgb"][40:42].float() / 255, torch.tensor([1, 1])
     with torch.no_grad():
         trained = task.net.predict(rgb.to(device), obj_id.to(device)).nocs.cpu()
-        torch.testing.assert_close(net.predict(rgb, obj_id).nocs, trained, atol=1e-4, rtol=1e-4)
+        # Exact on the CPU; cuDNN's kernels differ from the CPU's in the last bits (1.7e-4 seen on an H100).
+        tolerance = 0.0 if device == "cpu" else 1e-3
+        torch.testing.assert_close(net.predict(rgb, obj_id).nocs, trained, atol=tolerance, rtol=0.0)
 
     # The estimator on a full frame: one detection gives one estimate (a pose, or no pose with a reason).
     camera = PinholeCamera(K, 320, 240)

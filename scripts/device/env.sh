@@ -18,7 +18,7 @@ NV=/usr/local/nvidia/share
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $SITE \
     $(ls .whl/*.whl | grep -v pybullet)
 if ls .whl/pybullet-*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target $SITE .whl/pybullet-*.whl
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $SITE .whl/pybullet-*.whl
 else
     echo "building pybullet for Python $(python3 -c 'import sys; print(sys.version.split()[0])') on $(nproc) cores"
     start=$SECONDS
@@ -29,14 +29,14 @@ else
         python3 -m pip wheel -q --no-deps --no-build-isolation -w /tmp/pybullet-wheel . >/tmp/pybullet-build.log 2>&1) \
         || { tail -30 /tmp/pybullet-build.log; exit 1; }
     cp /tmp/pybullet-wheel/pybullet-*.whl "$OUT"/
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target $SITE /tmp/pybullet-wheel/*.whl
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $SITE /tmp/pybullet-wheel/*.whl
     echo "pybullet built in $((SECONDS - start)) s: $(ls /tmp/pybullet-wheel)"
 fi
 export PYTHONPATH=$SITE:$PWD
 
 # The console script, so that training JSONs record `sixdpose ...` as on any other machine.
 mkdir -p /tmp/sixdpose-bin
-printf '#!/usr/bin/env python3\nimport sys\nfrom ros2_sixdpose.cli import main\nsys.exit(main())\n' >/tmp/sixdpose-bin/sixdpose
+printf '#!/usr/bin/env python3\nimport sys\nfrom ros2_sixdpose.cli import main\nif __name__ == "__main__":\n    sys.exit(main())\n' >/tmp/sixdpose-bin/sixdpose
 chmod +x /tmp/sixdpose-bin/sixdpose
 export PATH=/tmp/sixdpose-bin:$PATH
 python3 -c "import torch, pybullet, moderngl; assert torch.cuda.is_available(), 'no CUDA device'; \
