@@ -31,7 +31,7 @@ from ros2_sixdpose.estimation.pnp import PnPConfig
 from ros2_sixdpose.estimation.symmetry import canonical_nocs, canonical_symmetry, symmetric_nocs_error
 from ros2_sixdpose.estimation.train import BBDMTask, CropCache, NocsTrainConfig, Pix2PixTask
 from ros2_sixdpose.estimation.unet import UNet, UNetConfig
-from ros2_sixdpose.evaluation.nocs_study import VariantScores, findings
+from ros2_sixdpose.evaluation.nocs_study import VariantScores, findings, late_validation
 from ros2_sixdpose.train.loop import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -369,3 +369,30 @@ def test_study_findings_compare_augmentation_only_at_equal_training_steps():
     longer = _scores("on", "on", 11000, 0.30, 0.10, 0.90)
     assert findings([off, longer])[-1] == ("pix2pix: augmentation not compared, the variants were trained 11000 (on) "
                                            "and 1800 (off) steps.")
+
+
+def test_study_findings_say_which_model_is_better_and_gains_more_and_whether_training_levelled_off():
+    def variant(model: str, augment: str, add: float, nocs_error: float, iou: float, val: list[float]) -> VariantScores:
+        history = [{"step": step, "nocs_l1": v} for step, v in zip((800, 900, 1000), val)]
+        return VariantScores(f"{model} {augment}", "w.pt", model, 1000, 10, nocs_error, iou, add, 0.0, 0.0, 1.0, 0,
+                             train_info={"augment": augment, "steps": 1000, "val_history": history})
+
+    flat = [0.20, 0.199, 0.198]
+    scores = [variant("pix2pix", "off", 0.10, 0.20, 0.90, flat), variant("pix2pix", "on", 0.15, 0.16, 0.92, flat),
+              variant("bbdm", "off", 0.05, 0.25, 0.80, flat), variant("bbdm", "on", 0.20, 0.15, 0.93, flat)]
+    lines = findings(scores)
+    assert ("Augmentation off, 1000 steps each: the diffusion model (BBDM) gives worse maps (NOCS error 25.00 vs "
+            "20.00 % of the box), worse masks (IoU 0.800 vs 0.900) and worse poses (ADD(-S) 5.0 vs 10.0 %) than the "
+            "GAN (Pix2Pix).") in lines
+    assert ("Augmentation on, 1000 steps each: the diffusion model (BBDM) gives better maps (NOCS error 15.00 vs "
+            "16.00 % of the box), better masks (IoU 0.930 vs 0.920) and better poses (ADD(-S) 20.0 vs 15.0 %) than "
+            "the GAN (Pix2Pix).") in lines
+    assert "BBDM gains more from augmentation: ADD(-S) +5.0 points for Pix2Pix, +15.0 for BBDM." in lines
+    assert lines[-1] == ("Validation NOCS L1 changed by less than 2 % over the last fifth of training for every "
+                         "variant: levelled off.")
+    assert late_validation(scores[0].train_info) == (0.20, 0.198)
+    # One variant still improving (0.20 -> 0.18 over the last fifth) is named.
+    scores[3] = variant("bbdm", "on", 0.20, 0.15, 0.93, [0.20, 0.19, 0.18])
+    assert findings(scores)[-1].startswith("Not levelled off: validation NOCS L1 still fell over the last fifth of "
+                                           "training for bbdm on (-10.0 %)")
+    assert late_validation({"steps": 1000}) is None

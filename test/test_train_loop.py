@@ -63,6 +63,8 @@ def test_train_converges_and_writes_files(tmp_path):
     assert abs(result.final_metrics["intercept"] + 1.0) < 1e-3
     info = json.loads((tmp_path / "line.pt.json").read_text())
     assert info["steps"] == 300 and info["data"] == "y=3x-1"
+    assert [v["step"] for v in info["val_history"]] == [100, 200, 300]
+    assert info["val_history"][-1]["slope"] == result.final_metrics["slope"]
     assert (tmp_path / "line.pt.curves.png").stat().st_size > 1000
     weights = torch.load(tmp_path / "line.pt", weights_only=True)
     assert abs(weights["model"]["weight"].item() - 3.0) < 1e-3
@@ -75,3 +77,7 @@ def test_resume_continues_exactly(tmp_path):
     resumed = train(LineFit(), _loader(), config, tmp_path / "b.pt")
     assert resumed.history["step"] == list(range(1, 41))
     assert resumed.final_metrics == straight.final_metrics
+    # The resumed run's JSON holds the validations and the training time of both sessions.
+    info = json.loads((tmp_path / "b.pt.json").read_text())
+    assert [v["step"] for v in info["val_history"]] == [20, 40]
+    assert info["seconds_total"] >= info["seconds_this_session"] > 0

@@ -294,18 +294,48 @@ def markdown_report(scores: list[VariantScores], content: dict[str, Any], out_js
         lines.append(f"| {s.name} | " + " | ".join(f"{s.per_object[n]['add_s_recall']:.2f}" for n in names) + " |")
     lines += ["", "Instances per object: " + ", ".join(f"{n} {scores[0].per_object[n]['n_instances']}" for n in names) + "."]
     lines += ["", "## Findings (derived from the table)", ""] + [f"- {f}" for f in findings(scores)]
-    lines += ["", "## Training", "", "| variant | command | steps | train crops | seconds |", "|---|---|---:|---:|---:|"]
+    lines += ["", "## Training", "",
+              "Validation: NOCS L1 of the validation crops (NOCS units) at 80 % of the steps and at the end; the "
+              "learning rate decays on a cosine to a tenth at the last step.", "",
+              "| variant | command | steps | train crops | hours | validation NOCS L1 at 80 % -> 100 % |",
+              "|---|---|---:|---:|---:|---|"]
     for s in scores:
         info = s.train_info
+        seconds = info.get("seconds_total")
+        hours = "?" if seconds is None else f"{seconds / 3600:.1f}"
+        late = late_validation(info)
+        change = "not recorded" if late is None else f"{late[0]:.3f} -> {late[1]:.3f} ({100 * (late[1] / late[0] - 1):+.1f} %)"
         lines.append(f"| {s.name} | `{info.get('command', '?')}` | {info.get('steps', '?')} | "
-                     f"{info.get('train_crops', '?')} | {info.get('seconds_this_session', '?')} |")
+                     f"{info.get('train_crops', '?')} | {hours} | {change} |")
     lines += ["", f"![example crops: RGB, true NOCS and mask, then each variant's NOCS and mask]({out_figure.name})", ""]
     lines += ["## How the variants were built", ""] + [f"- {note}" for note in METHOD_NOTES] + [""]
     return "\n".join(lines)
 
 
+LEVELLED = 0.02  # validation error falling by less than this fraction over the last fifth of training: levelled off
+
+
+def late_validation(train_info: dict[str, Any], metric: str = "nocs_l1") -> tuple[float, float] | None:
+    """(`metric` at the last validation at or before 80 % of the steps, at the end) from a weights JSON's
+    `val_history`; None when the JSON has none (weights trained before it was recorded)."""
+    history = [v for v in train_info.get("val_history") or [] if metric in v]
+    steps = train_info.get("steps")
+    early = [v for v in history if steps and v["step"] <= 0.8 * steps]
+    if not early or history[-1]["step"] != steps:
+        return None
+    return float(early[-1][metric]), float(history[-1][metric])
+
+
+def _better(diffusion: float, gan: float, higher: bool) -> str:
+    """'better', 'worse' or 'equal' for the diffusion model's value against the GAN's."""
+    if diffusion == gan:
+        return "equal"
+    return "better" if (diffusion > gan) == higher else "worse"
+
+
 def findings(scores: list[VariantScores]) -> list[str]:
-    """Plain statements comparing the variants: the best per metric and what augmentation changed per model."""
+    """Plain statements comparing the variants: the best per metric, what augmentation changed per model, GAN vs
+    diffusion at equal steps, which model gains more from augmentation, and whether validation had levelled off."""
     out = []
     for metric, label, higher in (("add_s_recall", "ADD(-S) recall", True), ("ar_mssd", "AR_MSSD", True),
                                   ("mask_iou", "mask IoU", True), ("nocs_error", "NOCS error", False)):
@@ -317,6 +347,7 @@ def findings(scores: list[VariantScores]) -> list[str]:
         augmented = s.train_info.get("augment")
         if augmented in ("on", "off"):
             by_model[s.model][augmented == "on"] = s
+    gains: dict[str, float] = {}
     for model, pair in sorted(by_model.items()):
         if len(pair) == 2:
             on, off = pair[True], pair[False]
@@ -325,9 +356,36 @@ def findings(scores: list[VariantScores]) -> list[str]:
                 out.append(f"{model}: augmentation not compared, the variants were trained {steps_on} (on) and "
                            f"{steps_off} (off) steps.")
                 continue
+            gains[model] = on.add_s_recall - off.add_s_recall
             out.append(
-                f"{model}: augmentation changes ADD(-S) recall by {100 * (on.add_s_recall - off.add_s_recall):+.1f} "
+                f"{model}: augmentation changes ADD(-S) recall by {100 * gains[model]:+.1f} "
                 f"points, NOCS error by {100 * (on.nocs_error - off.nocs_error):+.2f} % of the box and mask IoU by "
                 f"{on.mask_iou - off.mask_iou:+.3f}."
             )
+    for augmented in (False, True):
+        gan, diffusion = by_model.get("pix2pix", {}).get(augmented), by_model.get("bbdm", {}).get(augmented)
+        if gan is None or diffusion is None or gan.train_info.get("steps") != diffusion.train_info.get("steps"):
+            continue
+        out.append(
+            f"Augmentation {'on' if augmented else 'off'}, {gan.train_info.get('steps')} steps each: the diffusion "
+            f"model (BBDM) gives {_better(diffusion.nocs_error, gan.nocs_error, False)} maps (NOCS error "
+            f"{100 * diffusion.nocs_error:.2f} vs {100 * gan.nocs_error:.2f} % of the box), "
+            f"{_better(diffusion.mask_iou, gan.mask_iou, True)} masks (IoU {diffusion.mask_iou:.3f} vs "
+            f"{gan.mask_iou:.3f}) and {_better(diffusion.add_s_recall, gan.add_s_recall, True)} poses (ADD(-S) "
+            f"{100 * diffusion.add_s_recall:.1f} vs {100 * gan.add_s_recall:.1f} %) than the GAN (Pix2Pix)."
+        )
+    steps = {s.train_info.get("steps") for s in scores}
+    if len(gains) == 2 and len(steps) == 1:
+        more = max(gains, key=gains.get)
+        out.append(f"{'BBDM' if more == 'bbdm' else 'Pix2Pix'} gains more from augmentation: ADD(-S) "
+                   f"{100 * gains['pix2pix']:+.1f} points for Pix2Pix, {100 * gains['bbdm']:+.1f} for BBDM.")
+    late = {s.name: late_validation(s.train_info) for s in scores}
+    falling = [f"{name} ({100 * (v[1] / v[0] - 1):+.1f} %)" for name, v in late.items()
+               if v is not None and v[1] < (1 - LEVELLED) * v[0]]
+    if falling:
+        out.append("Not levelled off: validation NOCS L1 still fell over the last fifth of training for "
+                   + ", ".join(falling) + "; longer training may change the comparison.")
+    elif all(v is not None for v in late.values()):
+        out.append(f"Validation NOCS L1 changed by less than {100 * LEVELLED:.0f} % over the last fifth of training "
+                   "for every variant: levelled off.")
     return out

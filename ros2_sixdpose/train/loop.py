@@ -107,7 +107,7 @@ def train(
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    history: dict[str, list] = {"step": [], "losses": [], "val_step": [], "val": []}
+    history: dict[str, Any] = {"step": [], "losses": [], "val_step": [], "val": [], "seconds": 0.0}
     step = 0
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -116,6 +116,8 @@ def train(
         step = int(state["step"])
         torch.set_rng_state(state["torch_rng"])
         log.info("resumed %s at step %d", checkpoint, step)
+    # Training seconds over every session; None for checkpoints written before they were counted.
+    seconds_before = history.setdefault("seconds", None)
     start = time.monotonic()
     batches = _forever(loader)
     metrics: dict[str, float] = history["val"][-1] if history["val"] else {}
@@ -138,6 +140,8 @@ def train(
                 history["val"].append(metrics)
                 log.info("step %d: %s", step, metrics)
             if step % config.checkpoint_every == 0 or step in (config.steps, until):
+                if seconds_before is not None:
+                    history["seconds"] = seconds_before + time.monotonic() - start
                 _save_checkpoint(task, history, step, checkpoint)
     seconds = time.monotonic() - start
     torch.save(task.export(), out)
@@ -145,7 +149,10 @@ def train(
         "train_config": dataclasses.asdict(config),
         "steps": step,
         "seconds_this_session": round(seconds, 1),
+        "seconds_total": None if history["seconds"] is None else round(history["seconds"], 1),
         "final_metrics": metrics,
+        # Every validation of the run (resumed ones too), so that a reader can see whether it had levelled off.
+        "val_history": [{"step": s, **m} for s, m in zip(history["val_step"], history["val"])],
         **(run_info or {}),
     }
     out.with_name(out.name + ".json").write_text(json.dumps(info, indent=2) + "\n")
