@@ -31,7 +31,7 @@ from ros2_sixdpose.estimation.pnp import PnPConfig
 from ros2_sixdpose.estimation.symmetry import canonical_nocs, canonical_symmetry, symmetric_nocs_error
 from ros2_sixdpose.estimation.train import BBDMTask, CropCache, NocsTrainConfig, Pix2PixTask
 from ros2_sixdpose.estimation.unet import UNet, UNetConfig
-from ros2_sixdpose.evaluation.nocs_study import VariantScores, findings, late_validation
+from ros2_sixdpose.evaluation.nocs_study import VariantScores, findings, late_validation, plot_validation
 from ros2_sixdpose.train.loop import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -371,7 +371,7 @@ def test_study_findings_compare_augmentation_only_at_equal_training_steps():
                                            "and 1800 (off) steps.")
 
 
-def test_study_findings_say_which_model_is_better_and_gains_more_and_whether_training_levelled_off():
+def test_study_findings_say_which_model_is_better_and_gains_more_and_whether_training_levelled_off(tmp_path):
     def variant(model: str, augment: str, add: float, nocs_error: float, iou: float, val: list[float]) -> VariantScores:
         history = [{"step": step, "nocs_l1": v} for step, v in zip((800, 900, 1000), val)]
         return VariantScores(f"{model} {augment}", "w.pt", model, 1000, 10, nocs_error, iou, add, 0.0, 0.0, 1.0, 0,
@@ -396,3 +396,7 @@ def test_study_findings_say_which_model_is_better_and_gains_more_and_whether_tra
     assert findings(scores)[-1].startswith("Not levelled off: validation NOCS L1 still fell over the last fifth of "
                                            "training for bbdm on (-10.0 %)")
     assert late_validation({"steps": 1000}) is None
+    # The validation curves of the variants that recorded them, as a figure.
+    assert plot_validation(scores, tmp_path / "curves.png") and (tmp_path / "curves.png").stat().st_size > 5000
+    assert not plot_validation([_scores("off", "off", 1800, 0.25, 0.12, 0.85)], tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()

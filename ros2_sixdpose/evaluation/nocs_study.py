@@ -259,12 +259,42 @@ def run_study(
     }
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(content, indent=2, default=str) + "\n")
+    curves = out_figure.with_name(out_figure.stem + "_curves.png")
+    if not plot_validation(scores, curves):
+        curves.unlink(missing_ok=True)
     out_md.parent.mkdir(parents=True, exist_ok=True)
-    out_md.write_text(markdown_report(scores, content, out_json, out_figure))
+    out_md.write_text(markdown_report(scores, content, out_json, out_figure, curves if curves.exists() else None))
     return scores
 
 
-def markdown_report(scores: list[VariantScores], content: dict[str, Any], out_json: Path, out_figure: Path) -> str:
+def plot_validation(scores: list[VariantScores], path: Path) -> bool:
+    """Validation NOCS L1 and mask IoU against training steps of every variant whose weights JSON records them, as
+    a PNG; False (nothing written) when none does."""
+    recorded = [(s.name, s.train_info["val_history"]) for s in scores if s.train_info.get("val_history")]
+    if not recorded:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, metric, label in zip(axes, ("nocs_l1", "mask_iou"), ("NOCS L1 (NOCS units)", "mask IoU")):
+        for name, history in recorded:
+            ax.plot([v["step"] for v in history], [v.get(metric, float("nan")) for v in history], marker="o",
+                    markersize=3, label=name)
+        ax.set_xlabel("training step")
+        ax.set_title(f"validation {label}")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def markdown_report(scores: list[VariantScores], content: dict[str, Any], out_json: Path, out_figure: Path,
+                    curves: Path | None = None) -> str:
     """The study as Markdown: set-up, main table, per-object ADD(-S), findings derived from the numbers."""
     lines = [
         "# NOCS study: Pix2Pix vs BBDM, with and without online augmentation",
@@ -307,6 +337,8 @@ def markdown_report(scores: list[VariantScores], content: dict[str, Any], out_js
         change = "not recorded" if late is None else f"{late[0]:.3f} -> {late[1]:.3f} ({100 * (late[1] / late[0] - 1):+.1f} %)"
         lines.append(f"| {s.name} | `{info.get('command', '?')}` | {info.get('steps', '?')} | "
                      f"{info.get('train_crops', '?')} | {hours} | {change} |")
+    if curves is not None:
+        lines += ["", f"![validation NOCS L1 and mask IoU against training steps]({curves.name})"]
     lines += ["", f"![example crops: RGB, true NOCS and mask, then each variant's NOCS and mask]({out_figure.name})", ""]
     lines += ["## How the variants were built", ""] + [f"- {note}" for note in METHOD_NOTES] + [""]
     return "\n".join(lines)
