@@ -223,8 +223,9 @@ def generate_split(
 ) -> SynthStats:
     """Generate `n_scenes` scenes of `images_per_scene` images into the BOP split `<out_dir>/<split>`.
 
-    `workers` > 1 builds scenes in that many processes, each with its own renderer and physics client; a scene
-    depends only on its seed, so the files are the same for any number of workers.
+    `workers` > 1 builds scenes in that many spawned processes, each with its own renderer and physics client (a
+    calling script needs the `if __name__ == "__main__":` guard); a scene depends only on its seed, so the files
+    are the same for any number of workers.
 
     Raises ValueError for bad counts, an unknown object id or a bad split name, FileExistsError when the
     split folder already holds files (unless `overwrite`), and OSError naming the folder when it cannot be
