@@ -13,8 +13,10 @@ from ros2_sixdpose.paths import WEIGHTS_DIR, config_file
 
 logger = logging.getLogger(__name__)
 
+# The four variants at the same number of steps (11000); the estimator ships nocs_bbdm.pt, the BBDM trained longer.
 DEFAULT_WEIGHTS = tuple(
-    f"{WEIGHTS_DIR}/{name}" for name in ("nocs_pix2pix_noaug.pt", "nocs_pix2pix.pt", "nocs_bbdm_noaug.pt", "nocs_bbdm.pt")
+    f"{WEIGHTS_DIR}/{name}"
+    for name in ("nocs_pix2pix_noaug.pt", "nocs_pix2pix.pt", "nocs_bbdm_noaug.pt", "nocs_bbdm_11000.pt")
 )
 MODEL_NAMES = {"pix2pix": "Pix2Pix", "bbdm": "BBDM"}
 DEFAULT_ESTIMATORS = ("estimator.yaml", "estimator_bbdm.yaml", "estimator_retrieval.yaml")
@@ -30,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     nocs.add_argument("--dataset", type=Path, required=True, help="BOP data set root holding the held-out split")
     nocs.add_argument("--split", default="test", help="held-out split (never used in training)")
     nocs.add_argument("--weights", type=Path, nargs="+", default=[Path(w) for w in DEFAULT_WEIGHTS],
-                      help="weights files of the variants, in table order")
+                      help="weights files of the variants, in table order (default: the four trained 11000 steps)")
     nocs.add_argument("--config", type=Path, default=config_file("estimator.yaml"),
                       help="estimator configuration (PnP, mask threshold, sampler steps); its weights entry is ignored")
     nocs.add_argument("--models", type=Path, default=None, help="models folder (default DATASET/models)")
