@@ -396,6 +396,10 @@ def test_study_findings_say_which_model_is_better_and_gains_more_and_whether_tra
     assert findings(scores)[-1].startswith("Not levelled off: validation NOCS L1 still fell over the last fifth of "
                                            "training for bbdm on (-10.0 %)")
     assert late_validation({"steps": 1000}) is None
+    assert not any("training sets differ" in line for line in lines)
+    scores[0].train_info["train_crops"], scores[1].train_info["train_crops"] = 27924, 28228
+    assert any(line.startswith("The training sets differ (pix2pix off: 27924 crops, pix2pix on: 28228 crops")
+               for line in findings(scores))
     # The validation curves of the variants that recorded them, as a figure.
     assert plot_validation(scores, tmp_path / "curves.png") and (tmp_path / "curves.png").stat().st_size > 5000
     assert not plot_validation([_scores("off", "off", 1800, 0.25, 0.12, 0.85)], tmp_path / "none.png")

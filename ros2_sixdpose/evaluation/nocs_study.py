@@ -411,6 +411,11 @@ def findings(scores: list[VariantScores]) -> list[str]:
         more = max(gains, key=gains.get)
         out.append(f"{'BBDM' if more == 'bbdm' else 'Pix2Pix'} gains more from augmentation: ADD(-S) "
                    f"{100 * gains['pix2pix']:+.1f} points for Pix2Pix, {100 * gains['bbdm']:+.1f} for BBDM.")
+    crops = {s.name: s.train_info.get("train_crops") for s in scores}
+    if len(set(crops.values())) > 1:
+        out.append("The training sets differ (" + ", ".join(f"{name}: {n} crops" for name, n in crops.items())
+                   + "): the same command and seed, synthesised and cut by different versions of the code, so "
+                   "comparisons across them mix the data with the method.")
     late = {s.name: late_validation(s.train_info) for s in scores}
     falling = [f"{name} ({100 * (v[1] / v[0] - 1):+.1f} %)" for name, v in late.items()
                if v is not None and v[1] < (1 - LEVELLED) * v[0]]
