@@ -259,11 +259,12 @@ def run_study(
     }
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(content, indent=2, default=str) + "\n")
-    curves = out_figure.with_name(out_figure.stem + "_curves.png")
+    curves: Path | None = out_figure.with_name(out_figure.stem + "_curves.png")
     if not plot_validation(scores, curves):
-        curves.unlink(missing_ok=True)
+        curves.unlink(missing_ok=True)  # an earlier run's figure would no longer match the report
+        curves = None
     out_md.parent.mkdir(parents=True, exist_ok=True)
-    out_md.write_text(markdown_report(scores, content, out_json, out_figure, curves if curves.exists() else None))
+    out_md.write_text(markdown_report(scores, content, out_json, out_figure, curves))
     return scores
 
 

@@ -125,8 +125,7 @@ class MrcCache(Dataset):
             scene_id, im_id = int(index.scene_id[item]), int(index.im_id[item])
             if frame_key != (scene_id, im_id):
                 frame_key, rgb_full = (scene_id, im_id), read_rgb(split.rgb_path(scene_id, im_id))
-            dataset.set_epoch(epoch)
-            crop = dataset.crop_transform(item)
+            crop = dataset.crop_transform(item, epoch)
             obj_id = int(index.obj_id[item])
             model = models[obj_id]
             K_crop = crop.K_crop(index.K[item])
